@@ -1,0 +1,283 @@
+//! Domain names and domain patterns (`example.com`, `*.example.com`).
+
+use std::fmt;
+
+use crate::error::ValueError;
+
+/// Longest domain name (RFC 1035), in its ASCII form.
+const MAX_DOMAIN: usize = 253;
+/// Longest input accepted before IDNA processing.
+const MAX_DOMAIN_INPUT: usize = 1024;
+
+/// A syntactically valid domain name in its canonical form: IDNA A-labels, lower case, no trailing
+/// dot. Built only through [`Domain::parse`].
+///
+/// ```
+/// use allowgate_types::Domain;
+/// assert_eq!(Domain::parse("EXAMPLE.COM.").unwrap().as_str(), "example.com");
+/// assert_eq!(Domain::parse("bücher.de").unwrap().as_str(), "xn--bcher-kva.de");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(Box<str>);
+
+impl Domain {
+    /// Normalise and validate a domain: trims white space, removes one trailing dot, converts IDN
+    /// to A-labels, lower-cases; rejects empty labels, labels over 63 octets, names over 253
+    /// octets, characters other than letters, digits, `-` and `_`, and IP addresses.
+    pub fn parse(input: &str) -> Result<Domain, ValueError> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(ValueError::Empty);
+        }
+        if text.len() > MAX_DOMAIN_INPUT {
+            return Err(ValueError::TooLong { len: text.len(), max: MAX_DOMAIN_INPUT });
+        }
+        let bad = |reason: &str| ValueError::Domain { input: text.to_string(), reason: reason.into() };
+        let text_no_dot = text.strip_suffix('.').unwrap_or(text);
+        if text_no_dot.is_empty() {
+            return Err(bad("no labels"));
+        }
+        let ascii = if text_no_dot.is_ascii() {
+            text_no_dot.to_ascii_lowercase()
+        } else {
+            idna::domain_to_ascii(text_no_dot).map_err(|_| bad("not a valid internationalised name"))?
+        };
+        if ascii.len() > MAX_DOMAIN {
+            return Err(bad("longer than 253 characters"));
+        }
+        for label in ascii.split('.') {
+            if label.is_empty() {
+                return Err(bad("empty label (two dots in a row, or a leading dot)"));
+            }
+            if label.len() > 63 {
+                return Err(bad("a label is longer than 63 characters"));
+            }
+            if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+                return Err(bad(&format!("character `{c}` is not allowed")));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("a label starts or ends with `-`"));
+            }
+        }
+        if ascii.parse::<std::net::IpAddr>().is_ok()
+            || ascii.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad("this is an IP address, not a domain"));
+        }
+        Ok(Domain(ascii.into_boxed_str()))
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This domain and each parent, longest first: `a.b.c` → `a.b.c`, `b.c`, `c`.
+    pub fn suffixes(&self) -> impl Iterator<Item = &str> {
+        let s: &str = &self.0;
+        std::iter::once(s).chain(s.match_indices('.').map(move |(i, _)| &s[i + 1..]))
+    }
+
+    /// Whether the whole name is a public suffix (`com`, `co.uk`, `github.io`) or a single label.
+    pub fn is_public_suffix(&self) -> bool {
+        if !self.0.contains('.') {
+            return true;
+        }
+        psl::suffix(self.0.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == self.0.as_bytes())
+    }
+
+    /// Whether the name ends in a public suffix known to the public suffix list.
+    pub fn has_known_suffix(&self) -> bool {
+        psl::suffix(self.0.as_bytes()).is_some_and(|s| s.is_known())
+    }
+
+    /// Whether this domain is a well-known free mail provider (or below one).
+    pub fn is_freemail(&self) -> bool {
+        self.suffixes().any(|s| FREEMAIL.binary_search(&s).is_ok())
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Free mail domains: anyone can get an address there, so an allow entry for them without
+/// authentication lets the whole world in. Sorted for binary search.
+const FREEMAIL: &[&str] = &[
+    "aol.com",
+    "gmail.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "googlemail.com",
+    "hotmail.co.uk",
+    "hotmail.com",
+    "hotmail.de",
+    "hotmail.fr",
+    "icloud.com",
+    "live.com",
+    "mail.com",
+    "mail.ru",
+    "me.com",
+    "msn.com",
+    "outlook.com",
+    "proton.me",
+    "protonmail.com",
+    "qq.com",
+    "web.de",
+    "yahoo.co.uk",
+    "yahoo.com",
+    "yahoo.de",
+    "yahoo.fr",
+    "yandex.com",
+    "yandex.ru",
+    "zoho.com",
+];
+
+/// A domain pattern: `example.com` (that domain only) or `*.example.com` (that domain and every
+/// name below it, on label boundaries: never `badexample.com`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainPattern {
+    domain: Domain,
+    subdomains: bool,
+}
+
+impl DomainPattern {
+    /// Parse `example.com` or `*.example.com`. A bare public suffix (`com`, `*.co.uk`) or `*` is
+    /// refused unless `force`; the returned flag says a forced over-broad value was accepted.
+    pub fn parse(input: &str, force: bool) -> Result<(DomainPattern, bool), ValueError> {
+        let text = input.trim();
+        if text == "*" || text == "*." {
+            if !force {
+                return Err(ValueError::OverBroad { input: text.into(), reason: "matches every domain".into() });
+            }
+            return Err(ValueError::Domain {
+                input: text.into(),
+                reason: "`*` alone is not supported even when forced; name a domain".into(),
+            });
+        }
+        let (rest, subdomains) = match text.strip_prefix("*.") {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        if rest.contains('*') {
+            return Err(ValueError::Domain {
+                input: text.into(),
+                reason: "`*` is only allowed as the whole first label (`*.example.com`)".into(),
+            });
+        }
+        let domain = Domain::parse(rest)?;
+        let mut forced = false;
+        if domain.is_public_suffix() {
+            if !force {
+                return Err(ValueError::OverBroad {
+                    input: text.into(),
+                    reason: format!("`{domain}` is a public suffix"),
+                });
+            }
+            forced = true;
+        }
+        Ok((DomainPattern { domain, subdomains }, forced))
+    }
+
+    /// The domain part (without `*.`).
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// Whether the pattern also covers subdomains (`*.`).
+    pub fn includes_subdomains(&self) -> bool {
+        self.subdomains
+    }
+
+    /// Whether a (normalised) domain matches this pattern.
+    pub fn matches(&self, domain: &Domain) -> bool {
+        if self.subdomains {
+            domain.suffixes().any(|s| s == self.domain.as_str())
+        } else {
+            domain == &self.domain
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subdomains {
+            f.write_str("*.")?;
+        }
+        write!(f, "{}", self.domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(d("EXAMPLE.COM."), d("example.com"));
+        assert_eq!(d(" Mail.Example.Com ").as_str(), "mail.example.com");
+        assert_eq!(d("bücher.de").as_str(), "xn--bcher-kva.de");
+        assert_eq!(d("_dmarc.example.com").as_str(), "_dmarc.example.com");
+    }
+
+    #[test]
+    fn invalid_domains() {
+        for input in ["", ".", "a..b", ".example.com", "exa mple.com", "-a.com", "a-.com", "192.0.2.1", "ex*ample.com"] {
+            assert!(Domain::parse(input).is_err(), "{input} accepted");
+        }
+        assert!(Domain::parse(&format!("{}.com", "a".repeat(64))).is_err());
+        assert!(Domain::parse(&"a.".repeat(130)).is_err());
+    }
+
+    #[test]
+    fn suffixes_on_label_boundaries() {
+        let got: Vec<_> = d("a.b.example.com").suffixes().map(str::to_string).collect();
+        assert_eq!(got, ["a.b.example.com", "b.example.com", "example.com", "com"]);
+    }
+
+    #[test]
+    fn patterns_match_on_label_boundaries() {
+        let (p, _) = DomainPattern::parse("*.example.com", false).unwrap();
+        assert!(p.matches(&d("mail.example.com")));
+        assert!(p.matches(&d("a.b.example.com")));
+        assert!(p.matches(&d("example.com")));
+        assert!(!p.matches(&d("badexample.com")));
+        assert!(!p.matches(&d("example.com.evil.net")));
+        let (p, _) = DomainPattern::parse("example.com", false).unwrap();
+        assert!(p.matches(&d("EXAMPLE.COM.".trim_end_matches('.'))));
+        assert!(!p.matches(&d("mail.example.com")));
+    }
+
+    #[test]
+    fn public_suffixes_are_over_broad() {
+        for input in ["com", "*.com", "co.uk", "*.co.uk", "*", "github.io"] {
+            assert!(matches!(DomainPattern::parse(input, false), Err(ValueError::OverBroad { .. })), "{input}");
+        }
+        assert!(DomainPattern::parse("com", true).unwrap().1);
+        assert!(DomainPattern::parse("example.co.uk", false).is_ok());
+        assert!(DomainPattern::parse("*.ex*.com", false).is_err());
+    }
+
+    #[test]
+    fn freemail() {
+        assert!(d("gmail.com").is_freemail());
+        assert!(d("mail.yahoo.com").is_freemail());
+        assert!(!d("example.com").is_freemail());
+        let mut sorted = FREEMAIL.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, FREEMAIL);
+    }
+
+    #[test]
+    fn known_suffix() {
+        assert!(d("example.com").has_known_suffix());
+        assert!(!d("example.invalidtld").has_known_suffix());
+    }
+}

@@ -1,0 +1,211 @@
+//! Errors and warnings produced while parsing values and entries.
+
+use std::fmt;
+
+/// Why a value could not be accepted. Every variant names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The value is empty (after trimming).
+    #[error("empty value")]
+    Empty,
+    /// The value is longer than the hard cap.
+    #[error("value is {len} characters long; the limit is {max}")]
+    TooLong {
+        /// Length of the input in characters.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not an IP address, CIDR network or range.
+    #[error("`{input}` is not a valid IP address, CIDR or range: {reason}")]
+    Ip {
+        /// The offending input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Not a valid domain or host name.
+    #[error("`{input}` is not a valid domain name: {reason}")]
+    Domain {
+        /// The offending input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Not a valid e-mail address or address pattern.
+    #[error("`{input}` is not a valid e-mail address: {reason}")]
+    Email {
+        /// The offending input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Not an ISO 3166-1 alpha-2 country code.
+    #[error("`{input}` is not an ISO 3166-1 alpha-2 country code (e.g. CN, DE, US)")]
+    Country {
+        /// The offending input.
+        input: String,
+    },
+    /// A body domain that does not end in a public suffix known to the public suffix list.
+    #[error("`{input}` does not end in a real public suffix (top-level domain)")]
+    NoPublicSuffix {
+        /// The offending input.
+        input: String,
+    },
+    /// The value would match far too much; it is refused unless forced.
+    #[error("`{input}` is over-broad ({reason}); refused unless forced (--force)")]
+    OverBroad {
+        /// The offending input.
+        input: String,
+        /// Why it is considered over-broad.
+        reason: String,
+    },
+    /// An unknown check id or group name.
+    #[error("unknown check `{input}`; known: {known}")]
+    UnknownCheck {
+        /// The offending token.
+        input: String,
+        /// The accepted names.
+        known: String,
+    },
+    /// A tenant name that is not acceptable.
+    #[error("`{input}` is not a valid tenant name: {reason}")]
+    TenantName {
+        /// The offending input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A timestamp that could not be parsed.
+    #[error("`{input}` is not a valid time: use RFC 3339 (2026-12-01T00:00:00Z) or a date (2026-12-01)")]
+    Time {
+        /// The offending input.
+        input: String,
+    },
+    /// A comment longer than 128 characters.
+    #[error("comment is {len} characters long; the limit is 128")]
+    CommentTooLong {
+        /// Length in characters.
+        len: usize,
+    },
+    /// A comment with control characters.
+    #[error("comment contains control characters")]
+    CommentControl,
+    /// An unknown list, kind or scope keyword.
+    #[error("unknown {what} `{input}`; expected one of: {expected}")]
+    Keyword {
+        /// What was being parsed (list, kind, …).
+        what: &'static str,
+        /// The offending input.
+        input: String,
+        /// Accepted values.
+        expected: &'static str,
+    },
+}
+
+/// Why an entry (as a whole) could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// A field value is invalid.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// Allow entries must say which checks they bypass.
+    #[error("allow entries need a set of checks to bypass (e.g. --bypass spf,dkim or --bypass all)")]
+    MissingChecks,
+    /// Checks given for a block or ignore entry.
+    #[error("only allow entries bypass checks; a {list} entry cannot carry checks")]
+    ChecksNotAllowed {
+        /// The list of the entry.
+        list: &'static str,
+    },
+    /// `require_auth` on an entry that is not an allow entry of kind email/domain.
+    #[error("require_auth applies only to allow entries of kind email or domain, not {list} {kind}")]
+    RequireAuthNotApplicable {
+        /// The list of the entry.
+        list: &'static str,
+        /// The kind of the entry.
+        kind: &'static str,
+    },
+    /// `internal` on an entry that is not an ignore entry of kind ip.
+    #[error("internal applies only to ignore entries of kind ip, not {list} {kind}")]
+    InternalNotApplicable {
+        /// The list of the entry.
+        list: &'static str,
+        /// The kind of the entry.
+        kind: &'static str,
+    },
+    /// A kind that makes no sense on this list.
+    #[error("{kind} entries cannot be on the {list} list: {reason}")]
+    KindNotOnList {
+        /// The list of the entry.
+        list: &'static str,
+        /// The kind of the entry.
+        kind: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Bypassing malware needs an explicit confirmation.
+    #[error("this entry bypasses the malware check (infected files may be delivered); confirm with --force")]
+    MalwareNeedsForce,
+    /// `starts_at` is not before `expires_at`.
+    #[error("the entry would never be valid: starts {starts} is not before expires {expires}")]
+    EmptyWindow {
+        /// Start of the window.
+        starts: String,
+        /// End of the window.
+        expires: String,
+    },
+}
+
+/// Something accepted but worth telling the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// CIDR host bits were set and have been cleared.
+    HostBitsCleared {
+        /// As given.
+        input: String,
+        /// As stored.
+        normalized: String,
+    },
+    /// An allow entry for a freemail domain without `require_auth`: anyone can use such an address.
+    FreemailWithoutAuth {
+        /// The freemail domain.
+        domain: String,
+    },
+    /// A From-address allow entry without `require_auth` can be spoofed.
+    SenderWithoutAuth {
+        /// The value of the entry.
+        value: String,
+    },
+    /// The entry bypasses malware scanning.
+    BypassesMalware,
+    /// An over-broad value was accepted because it was forced.
+    ForcedOverBroad {
+        /// The value.
+        input: String,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::HostBitsCleared { input, normalized } => {
+                write!(f, "host bits of `{input}` cleared: stored as `{normalized}`")
+            }
+            Warning::FreemailWithoutAuth { domain } => write!(
+                f,
+                "`{domain}` is a freemail domain: anyone can send as it; add --require-auth"
+            ),
+            Warning::SenderWithoutAuth { value } => write!(
+                f,
+                "sender allow entry `{value}` without --require-auth can be spoofed by anyone"
+            ),
+            Warning::BypassesMalware => {
+                write!(f, "this entry bypasses malware scanning: infected files may be delivered")
+            }
+            Warning::ForcedOverBroad { input } => {
+                write!(f, "over-broad value `{input}` accepted because it was forced")
+            }
+        }
+    }
+}
