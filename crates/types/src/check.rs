@@ -75,7 +75,10 @@ impl FromStr for CheckId {
             .iter()
             .copied()
             .find(|c| c.id().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ValueError::UnknownCheck { input: s.to_string(), known: known_names() })
+            .ok_or_else(|| ValueError::UnknownCheck {
+                input: s.to_string(),
+                known: known_names(),
+            })
     }
 }
 
@@ -133,7 +136,11 @@ impl CheckGroup {
 
     /// The checks of this group.
     pub fn checks(self) -> CheckSet {
-        CheckId::ALL.iter().filter(|c| c.group() == self).copied().collect()
+        CheckId::ALL
+            .iter()
+            .filter(|c| c.group() == self)
+            .copied()
+            .collect()
     }
 }
 
@@ -189,12 +196,20 @@ impl CheckSet {
     /// Concrete checks: `all` becomes every check minus `never_bypass`; named checks in
     /// `never_bypass` are removed too.
     pub fn resolve(self, never_bypass: CheckSet) -> CheckSet {
-        let bits = if self.is_all() { CheckSet::every().0 } else { self.0 };
+        let bits = if self.is_all() {
+            CheckSet::every().0
+        } else {
+            self.0
+        };
         CheckSet(bits & !never_bypass.resolve_bits())
     }
 
     fn resolve_bits(self) -> u32 {
-        if self.is_all() { CheckSet::every().0 } else { self.0 }
+        if self.is_all() {
+            CheckSet::every().0
+        } else {
+            self.0
+        }
     }
 
     /// Whether the concrete check is in the set (`all` contains every check).
@@ -219,7 +234,10 @@ impl CheckSet {
 
     /// The concrete checks, in display order.
     pub fn iter(self) -> impl Iterator<Item = CheckId> {
-        CheckId::ALL.iter().copied().filter(move |c| self.contains(*c))
+        CheckId::ALL
+            .iter()
+            .copied()
+            .filter(move |c| self.contains(*c))
     }
 
     /// The raw bits (for compact storage in compiled snapshots).
@@ -248,10 +266,17 @@ impl FromStr for CheckSet {
     /// Check ids and group ids separated by commas, semicolons or white space; `all`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut set = CheckSet::EMPTY;
-        for token in s.split([',', ';', ' ', '\t', '\n', '|']).map(str::trim).filter(|t| !t.is_empty()) {
+        for token in s
+            .split([',', ';', ' ', '\t', '\n', '|'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             if token.eq_ignore_ascii_case("all") {
                 set.0 |= ALL_FLAG;
-            } else if let Some(g) = CheckGroup::ALL.iter().find(|g| g.id().eq_ignore_ascii_case(token)) {
+            } else if let Some(g) = CheckGroup::ALL
+                .iter()
+                .find(|g| g.id().eq_ignore_ascii_case(token))
+            {
                 set = set.union(g.checks());
             } else {
                 set.insert(token.parse()?);
@@ -283,7 +308,11 @@ impl fmt::Display for CheckSet {
 
 impl serde::Serialize for CheckSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(if self.is_all() { vec!["all"] } else { self.iter().map(CheckId::id).collect() })
+        s.collect_seq(if self.is_all() {
+            vec!["all"]
+        } else {
+            self.iter().map(CheckId::id).collect()
+        })
     }
 }
 
@@ -327,7 +356,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["spf", "all", "spf,dkim,dmarc", "safe-links,safe-attachments", ""] {
+        for s in [
+            "spf",
+            "all",
+            "spf,dkim,dmarc",
+            "safe-links,safe-attachments",
+            "",
+        ] {
             let set: CheckSet = s.parse().unwrap();
             assert_eq!(set.to_string(), s);
         }

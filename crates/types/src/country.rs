@@ -28,14 +28,20 @@ impl CountryCode {
     /// Parse a two-letter code, any case.
     pub fn parse(input: &str) -> Result<CountryCode, ValueError> {
         let text = input.trim();
-        let err = || ValueError::Country { input: text.chars().take(16).collect() };
+        let err = || ValueError::Country {
+            input: text.chars().take(16).collect(),
+        };
         let bytes = text.as_bytes();
         if bytes.len() != 2 || !bytes.iter().all(u8::is_ascii_alphabetic) {
             return Err(err());
         }
         let code = [bytes[0].to_ascii_uppercase(), bytes[1].to_ascii_uppercase()];
         let known = CODES.split(' ').any(|c| c.as_bytes() == code);
-        if known { Ok(CountryCode(code)) } else { Err(err()) }
+        if known {
+            Ok(CountryCode(code))
+        } else {
+            Err(err())
+        }
     }
 
     /// The code as text.

@@ -30,9 +30,15 @@ impl Domain {
             return Err(ValueError::Empty);
         }
         if text.len() > MAX_DOMAIN_INPUT {
-            return Err(ValueError::TooLong { len: text.len(), max: MAX_DOMAIN_INPUT });
+            return Err(ValueError::TooLong {
+                len: text.len(),
+                max: MAX_DOMAIN_INPUT,
+            });
         }
-        let bad = |reason: &str| ValueError::Domain { input: text.to_string(), reason: reason.into() };
+        let bad = |reason: &str| ValueError::Domain {
+            input: text.to_string(),
+            reason: reason.into(),
+        };
         let text_no_dot = text.strip_suffix('.').unwrap_or(text);
         if text_no_dot.is_empty() {
             return Err(bad("no labels"));
@@ -40,7 +46,8 @@ impl Domain {
         let ascii = if text_no_dot.is_ascii() {
             text_no_dot.to_ascii_lowercase()
         } else {
-            idna::domain_to_ascii(text_no_dot).map_err(|_| bad("not a valid internationalised name"))?
+            idna::domain_to_ascii(text_no_dot)
+                .map_err(|_| bad("not a valid internationalised name"))?
         };
         if ascii.len() > MAX_DOMAIN {
             return Err(bad("longer than 253 characters"));
@@ -52,7 +59,10 @@ impl Domain {
             if label.len() > 63 {
                 return Err(bad("a label is longer than 63 characters"));
             }
-            if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
                 return Err(bad(&format!("character `{c}` is not allowed")));
             }
             if label.starts_with('-') || label.ends_with('-') {
@@ -60,7 +70,9 @@ impl Domain {
             }
         }
         if ascii.parse::<std::net::IpAddr>().is_ok()
-            || ascii.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+            || ascii
+                .split('.')
+                .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(bad("this is an IP address, not a domain"));
         }
@@ -83,7 +95,8 @@ impl Domain {
         if !self.0.contains('.') {
             return true;
         }
-        psl::suffix(self.0.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == self.0.as_bytes())
+        psl::suffix(self.0.as_bytes())
+            .is_some_and(|s| s.is_known() && s.as_bytes() == self.0.as_bytes())
     }
 
     /// Whether the name ends in a public suffix known to the public suffix list.
@@ -151,7 +164,10 @@ impl DomainPattern {
         let text = input.trim();
         if text == "*" || text == "*." {
             if !force {
-                return Err(ValueError::OverBroad { input: text.into(), reason: "matches every domain".into() });
+                return Err(ValueError::OverBroad {
+                    input: text.into(),
+                    reason: "matches every domain".into(),
+                });
             }
             return Err(ValueError::Domain {
                 input: text.into(),
@@ -229,7 +245,17 @@ mod tests {
 
     #[test]
     fn invalid_domains() {
-        for input in ["", ".", "a..b", ".example.com", "exa mple.com", "-a.com", "a-.com", "192.0.2.1", "ex*ample.com"] {
+        for input in [
+            "",
+            ".",
+            "a..b",
+            ".example.com",
+            "exa mple.com",
+            "-a.com",
+            "a-.com",
+            "192.0.2.1",
+            "ex*ample.com",
+        ] {
             assert!(Domain::parse(input).is_err(), "{input} accepted");
         }
         assert!(Domain::parse(&format!("{}.com", "a".repeat(64))).is_err());
@@ -238,8 +264,14 @@ mod tests {
 
     #[test]
     fn suffixes_on_label_boundaries() {
-        let got: Vec<_> = d("a.b.example.com").suffixes().map(str::to_string).collect();
-        assert_eq!(got, ["a.b.example.com", "b.example.com", "example.com", "com"]);
+        let got: Vec<_> = d("a.b.example.com")
+            .suffixes()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
     }
 
     #[test]
@@ -258,7 +290,13 @@ mod tests {
     #[test]
     fn public_suffixes_are_over_broad() {
         for input in ["com", "*.com", "co.uk", "*.co.uk", "*", "github.io"] {
-            assert!(matches!(DomainPattern::parse(input, false), Err(ValueError::OverBroad { .. })), "{input}");
+            assert!(
+                matches!(
+                    DomainPattern::parse(input, false),
+                    Err(ValueError::OverBroad { .. })
+                ),
+                "{input}"
+            );
         }
         assert!(DomainPattern::parse("com", true).unwrap().1);
         assert!(DomainPattern::parse("example.co.uk", false).is_ok());

@@ -26,14 +26,20 @@ pub struct EmailAddress {
 }
 
 fn parse_local(local: &str, input: &str) -> Result<Box<str>, ValueError> {
-    let bad = |reason: &str| ValueError::Email { input: input.to_string(), reason: reason.into() };
+    let bad = |reason: &str| ValueError::Email {
+        input: input.to_string(),
+        reason: reason.into(),
+    };
     if local.is_empty() {
         return Err(bad("the part before `@` is empty"));
     }
     if local.chars().count() > MAX_LOCAL {
         return Err(bad("the part before `@` is longer than 64 characters"));
     }
-    if let Some(c) = local.chars().find(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '@' | ',' | ';')) {
+    if let Some(c) = local
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '@' | ',' | ';'))
+    {
         return Err(bad(&format!("character {c:?} is not allowed before `@`")));
     }
     Ok(local.to_lowercase().into_boxed_str())
@@ -44,9 +50,16 @@ impl EmailAddress {
     pub fn parse(input: &str) -> Result<EmailAddress, ValueError> {
         let text = input.trim();
         if text.len() > MAX_ADDRESS {
-            return Err(ValueError::TooLong { len: text.len(), max: MAX_ADDRESS });
+            return Err(ValueError::TooLong {
+                len: text.len(),
+                max: MAX_ADDRESS,
+            });
         }
-        let text = text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(text).trim();
+        let text = text
+            .strip_prefix('<')
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or(text)
+            .trim();
         if text.is_empty() {
             return Err(ValueError::Empty);
         }
@@ -92,7 +105,10 @@ impl EmailPattern {
     pub fn parse(input: &str, force: bool) -> Result<(EmailPattern, bool), ValueError> {
         let text = input.trim();
         if text.len() > MAX_ADDRESS {
-            return Err(ValueError::TooLong { len: text.len(), max: MAX_ADDRESS });
+            return Err(ValueError::TooLong {
+                len: text.len(),
+                max: MAX_ADDRESS,
+            });
         }
         if text.is_empty() {
             return Err(ValueError::Empty);
@@ -112,8 +128,14 @@ impl EmailPattern {
             l => Some(parse_local(l, text)?),
         };
         let (domain, forced) = DomainPattern::parse(domain, force).map_err(|e| match e {
-            ValueError::OverBroad { reason, .. } => ValueError::OverBroad { input: text.to_string(), reason },
-            other => ValueError::Email { input: text.to_string(), reason: format!("domain: {other}") },
+            ValueError::OverBroad { reason, .. } => ValueError::OverBroad {
+                input: text.to_string(),
+                reason,
+            },
+            other => ValueError::Email {
+                input: text.to_string(),
+                reason: format!("domain: {other}"),
+            },
         })?;
         Ok((EmailPattern { local, domain }, forced))
     }
@@ -130,13 +152,19 @@ impl EmailPattern {
 
     /// Whether an address matches.
     pub fn matches(&self, address: &EmailAddress) -> bool {
-        self.local.as_deref().is_none_or(|l| l == address.local()) && self.domain.matches(address.domain())
+        self.local.as_deref().is_none_or(|l| l == address.local())
+            && self.domain.matches(address.domain())
     }
 }
 
 impl fmt::Display for EmailPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local.as_deref().unwrap_or("*"), self.domain)
+        write!(
+            f,
+            "{}@{}",
+            self.local.as_deref().unwrap_or("*"),
+            self.domain
+        )
     }
 }
 
@@ -157,7 +185,15 @@ mod tests {
         assert_eq!(a("Bob@Example.COM").to_string(), "bob@example.com");
         assert_eq!(a(" <bob@example.com.> ").to_string(), "bob@example.com");
         assert_eq!(a("\"odd\"@example.com").local(), "\"odd\"");
-        for bad in ["", "<>", "bob", "@example.com", "bob@", "bo b@example.com", "bob@exa mple.com"] {
+        for bad in [
+            "",
+            "<>",
+            "bob",
+            "@example.com",
+            "bob@",
+            "bo b@example.com",
+            "bob@exa mple.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad} accepted");
         }
     }
@@ -177,7 +213,13 @@ mod tests {
 
     #[test]
     fn bad_patterns() {
-        for bad in ["example.com", "u*@example.com", "*@*", "*@com", "user@ex*.com"] {
+        for bad in [
+            "example.com",
+            "u*@example.com",
+            "*@*",
+            "*@com",
+            "user@ex*.com",
+        ] {
             assert!(EmailPattern::parse(bad, false).is_err(), "{bad} accepted");
         }
         assert!(EmailPattern::parse("*@com", true).unwrap().1);

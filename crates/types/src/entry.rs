@@ -92,11 +92,16 @@ impl TenantName {
     /// Validate a tenant name.
     pub fn parse(input: &str) -> Result<TenantName, ValueError> {
         let text = input.trim();
-        let bad = |reason: &str| ValueError::TenantName { input: text.chars().take(80).collect(), reason: reason.into() };
+        let bad = |reason: &str| ValueError::TenantName {
+            input: text.chars().take(80).collect(),
+            reason: reason.into(),
+        };
         if text.is_empty() || text.len() > 63 {
             return Err(bad("must be 1 to 63 characters"));
         }
-        if !text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')) {
+        if !text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        }) {
             return Err(bad("use lower-case letters, digits, `-`, `_` and `.`"));
         }
         if !text.as_bytes()[0].is_ascii_alphanumeric() {
@@ -133,7 +138,11 @@ pub enum Scope {
 impl FromStr for Scope {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, ValueError> {
-        if s.trim() == "global" { Ok(Scope::Global) } else { TenantName::parse(s).map(Scope::Tenant) }
+        if s.trim() == "global" {
+            Ok(Scope::Global)
+        } else {
+            TenantName::parse(s).map(Scope::Tenant)
+        }
     }
 }
 
@@ -216,24 +225,44 @@ pub const MAX_VALUE: usize = 1024;
 
 impl EntryValue {
     /// Parse and normalise a value of `kind`. Over-broad values are refused unless `force`.
-    pub fn parse(kind: EntryKind, input: &str, force: bool) -> Result<(EntryValue, Vec<Warning>), ValueError> {
+    pub fn parse(
+        kind: EntryKind,
+        input: &str,
+        force: bool,
+    ) -> Result<(EntryValue, Vec<Warning>), ValueError> {
         let len = input.chars().count();
         if len > MAX_VALUE {
-            return Err(ValueError::TooLong { len, max: MAX_VALUE });
+            return Err(ValueError::TooLong {
+                len,
+                max: MAX_VALUE,
+            });
         }
         let forced = |flag: bool| {
-            if flag { vec![Warning::ForcedOverBroad { input: input.trim().to_string() }] } else { vec![] }
+            if flag {
+                vec![Warning::ForcedOverBroad {
+                    input: input.trim().to_string(),
+                }]
+            } else {
+                vec![]
+            }
         };
         Ok(match kind {
             EntryKind::Ip => IpRange::parse(input, force).map(|(r, w)| (EntryValue::Ip(r), w))?,
-            EntryKind::BodyIp => IpRange::parse(input, force).map(|(r, w)| (EntryValue::BodyIp(r), w))?,
-            EntryKind::Host => DomainPattern::parse(input, force).map(|(p, f)| (EntryValue::Host(p), forced(f)))?,
+            EntryKind::BodyIp => {
+                IpRange::parse(input, force).map(|(r, w)| (EntryValue::BodyIp(r), w))?
+            }
+            EntryKind::Host => {
+                DomainPattern::parse(input, force).map(|(p, f)| (EntryValue::Host(p), forced(f)))?
+            }
             EntryKind::Domain => {
                 let text = input.trim();
                 let text = text.strip_prefix('@').unwrap_or(text);
-                DomainPattern::parse(text, force).map(|(p, f)| (EntryValue::Domain(p), forced(f)))?
+                DomainPattern::parse(text, force)
+                    .map(|(p, f)| (EntryValue::Domain(p), forced(f)))?
             }
-            EntryKind::Email => EmailPattern::parse(input, force).map(|(p, f)| (EntryValue::Email(p), forced(f)))?,
+            EntryKind::Email => {
+                EmailPattern::parse(input, force).map(|(p, f)| (EntryValue::Email(p), forced(f)))?
+            }
             EntryKind::SpfDomain => {
                 let (p, f) = DomainPattern::parse(input, force)?;
                 if p.includes_subdomains() {
@@ -248,7 +277,9 @@ impl EntryValue {
             EntryKind::BodyDomain => {
                 let (p, f) = DomainPattern::parse(input, force)?;
                 if !p.domain().has_known_suffix() {
-                    return Err(ValueError::NoPublicSuffix { input: input.trim().into() });
+                    return Err(ValueError::NoPublicSuffix {
+                        input: input.trim().into(),
+                    });
                 }
                 (EntryValue::BodyDomain(p), forced(f))
             }
@@ -371,7 +402,9 @@ impl EntrySpec {
             }
             (List::Allow, Some(c)) => c,
             (other, Some(c)) if !c.is_empty() => {
-                errors.push(EntryError::ChecksNotAllowed { list: other.as_str() });
+                errors.push(EntryError::ChecksNotAllowed {
+                    list: other.as_str(),
+                });
                 CheckSet::EMPTY
             }
             _ => CheckSet::EMPTY,
@@ -397,16 +430,27 @@ impl EntrySpec {
                 reason: "ignore entries are for infrastructure (ip, host, domain, spf-domain) and body lists",
             });
         }
-        if self.require_auth && !(list == List::Allow && matches!(kind, EntryKind::Email | EntryKind::Domain)) {
-            errors.push(EntryError::RequireAuthNotApplicable { list: list.as_str(), kind: kind.as_str() });
+        if self.require_auth
+            && !(list == List::Allow && matches!(kind, EntryKind::Email | EntryKind::Domain))
+        {
+            errors.push(EntryError::RequireAuthNotApplicable {
+                list: list.as_str(),
+                kind: kind.as_str(),
+            });
         }
         if self.internal && !(list == List::Ignore && kind == EntryKind::Ip) {
-            errors.push(EntryError::InternalNotApplicable { list: list.as_str(), kind: kind.as_str() });
+            errors.push(EntryError::InternalNotApplicable {
+                list: list.as_str(),
+                kind: kind.as_str(),
+            });
         }
-        if let (Some(s), Some(e)) = (self.starts_at, self.expires_at) {
-            if s >= e {
-                errors.push(EntryError::EmptyWindow { starts: s.to_rfc3339(), expires: e.to_rfc3339() });
-            }
+        if let (Some(s), Some(e)) = (self.starts_at, self.expires_at)
+            && s >= e
+        {
+            errors.push(EntryError::EmptyWindow {
+                starts: s.to_rfc3339(),
+                expires: e.to_rfc3339(),
+            });
         }
         if list == List::Allow && !self.require_auth {
             let domain = match &value {
@@ -416,9 +460,13 @@ impl EntrySpec {
             };
             if let Some(d) = domain {
                 if d.is_freemail() {
-                    warnings.push(Warning::FreemailWithoutAuth { domain: d.to_string() });
+                    warnings.push(Warning::FreemailWithoutAuth {
+                        domain: d.to_string(),
+                    });
                 } else {
-                    warnings.push(Warning::SenderWithoutAuth { value: self.value.trim().to_string() });
+                    warnings.push(Warning::SenderWithoutAuth {
+                        value: self.value.trim().to_string(),
+                    });
                 }
             }
         }
@@ -451,12 +499,19 @@ impl NewEntry {
 
     /// Whether the entry is within its validity window (and enabled) at `now`.
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
-        self.enabled && self.starts_at.is_none_or(|s| s <= now) && self.expires_at.is_none_or(|e| now < e)
+        self.enabled
+            && self.starts_at.is_none_or(|s| s <= now)
+            && self.expires_at.is_none_or(|e| now < e)
     }
 
     /// The identity that makes two entries duplicates: list, scope, kind and normalised value.
     pub fn identity(&self) -> (List, Scope, EntryKind, String) {
-        (self.list, self.scope.clone(), self.kind(), self.value.to_string())
+        (
+            self.list,
+            self.scope.clone(),
+            self.kind(),
+            self.value.to_string(),
+        )
     }
 }
 
@@ -483,7 +538,9 @@ pub fn parse_time(input: &str) -> Result<DateTime<Utc>, ValueError> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
-        .ok_or_else(|| ValueError::Time { input: text.chars().take(60).collect() })
+        .ok_or_else(|| ValueError::Time {
+            input: text.chars().take(60).collect(),
+        })
 }
 
 #[cfg(test)]
@@ -491,7 +548,12 @@ mod tests {
     use super::*;
 
     fn spec(list: List, kind: EntryKind, value: &str) -> EntrySpec {
-        EntrySpec { list: Some(list), kind: Some(kind), value: value.into(), ..Default::default() }
+        EntrySpec {
+            list: Some(list),
+            kind: Some(kind),
+            value: value.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -525,7 +587,9 @@ mod tests {
 
     #[test]
     fn allow_needs_checks_block_refuses_them() {
-        let errs = spec(List::Allow, EntryKind::Ip, "192.0.2.1").validate().unwrap_err();
+        let errs = spec(List::Allow, EntryKind::Ip, "192.0.2.1")
+            .validate()
+            .unwrap_err();
         assert_eq!(errs, vec![EntryError::MissingChecks]);
         let mut s = spec(List::Block, EntryKind::Ip, "192.0.2.1");
         s.checks = Some(CheckSet::one(CheckId::Spf));
@@ -546,7 +610,10 @@ mod tests {
     fn malware_needs_force() {
         let mut s = spec(List::Allow, EntryKind::Ip, "192.0.2.1");
         s.checks = Some(CheckSet::ALL);
-        assert_eq!(s.validate().unwrap_err(), vec![EntryError::MalwareNeedsForce]);
+        assert_eq!(
+            s.validate().unwrap_err(),
+            vec![EntryError::MalwareNeedsForce]
+        );
         s.force = true;
         let (_, w) = s.validate().unwrap();
         assert!(w.contains(&Warning::BypassesMalware));
@@ -557,7 +624,9 @@ mod tests {
         let mut s = spec(List::Allow, EntryKind::Email, "someone@gmail.com");
         s.checks = Some(CheckSet::one(CheckId::Spam));
         let (_, w) = s.validate().unwrap();
-        assert!(matches!(&w[..], [Warning::FreemailWithoutAuth { domain }] if domain == "gmail.com"));
+        assert!(
+            matches!(&w[..], [Warning::FreemailWithoutAuth { domain }] if domain == "gmail.com")
+        );
         s.require_auth = true;
         let (_, w) = s.validate().unwrap();
         assert!(w.is_empty());
@@ -566,7 +635,10 @@ mod tests {
     #[test]
     fn comment_cap() {
         assert!(Comment::parse(&"é".repeat(128)).unwrap().is_some());
-        assert_eq!(Comment::parse(&"é".repeat(129)), Err(ValueError::CommentTooLong { len: 129 }));
+        assert_eq!(
+            Comment::parse(&"é".repeat(129)),
+            Err(ValueError::CommentTooLong { len: 129 })
+        );
         assert_eq!(Comment::parse("  "), Ok(None));
     }
 
@@ -575,7 +647,10 @@ mod tests {
         let mut s = spec(List::Block, EntryKind::Ip, "192.0.2.1");
         s.starts_at = Some(parse_time("2026-12-01").unwrap());
         s.expires_at = Some(parse_time("2026-11-01T00:00:00Z").unwrap());
-        assert!(matches!(&s.validate().unwrap_err()[..], [EntryError::EmptyWindow { .. }]));
+        assert!(matches!(
+            &s.validate().unwrap_err()[..],
+            [EntryError::EmptyWindow { .. }]
+        ));
         s.expires_at = Some(parse_time("2027-01-01").unwrap());
         let (e, _) = s.validate().unwrap();
         assert!(!e.is_active_at(parse_time("2026-11-30").unwrap()));

@@ -77,7 +77,9 @@ pub enum ValueError {
         reason: String,
     },
     /// A timestamp that could not be parsed.
-    #[error("`{input}` is not a valid time: use RFC 3339 (2026-12-01T00:00:00Z) or a date (2026-12-01)")]
+    #[error(
+        "`{input}` is not a valid time: use RFC 3339 (2026-12-01T00:00:00Z) or a date (2026-12-01)"
+    )]
     Time {
         /// The offending input.
         input: String,
@@ -110,7 +112,9 @@ pub enum EntryError {
     #[error(transparent)]
     Value(#[from] ValueError),
     /// Allow entries must say which checks they bypass.
-    #[error("allow entries need a set of checks to bypass (e.g. --bypass spf,dkim or --bypass all)")]
+    #[error(
+        "allow entries need a set of checks to bypass (e.g. --bypass spf,dkim or --bypass all)"
+    )]
     MissingChecks,
     /// Checks given for a block or ignore entry.
     #[error("only allow entries bypass checks; a {list} entry cannot carry checks")]
@@ -119,7 +123,9 @@ pub enum EntryError {
         list: &'static str,
     },
     /// `require_auth` on an entry that is not an allow entry of kind email/domain.
-    #[error("require_auth applies only to allow entries of kind email or domain, not {list} {kind}")]
+    #[error(
+        "require_auth applies only to allow entries of kind email or domain, not {list} {kind}"
+    )]
     RequireAuthNotApplicable {
         /// The list of the entry.
         list: &'static str,
@@ -145,7 +151,9 @@ pub enum EntryError {
         reason: &'static str,
     },
     /// Bypassing malware needs an explicit confirmation.
-    #[error("this entry bypasses the malware check (infected files may be delivered); confirm with --force")]
+    #[error(
+        "this entry bypasses the malware check (infected files may be delivered); confirm with --force"
+    )]
     MalwareNeedsForce,
     /// `starts_at` is not before `expires_at`.
     #[error("the entry would never be valid: starts {starts} is not before expires {expires}")]
@@ -190,7 +198,10 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Warning::HostBitsCleared { input, normalized } => {
-                write!(f, "host bits of `{input}` cleared: stored as `{normalized}`")
+                write!(
+                    f,
+                    "host bits of `{input}` cleared: stored as `{normalized}`"
+                )
             }
             Warning::FreemailWithoutAuth { domain } => write!(
                 f,
@@ -201,10 +212,16 @@ impl fmt::Display for Warning {
                 "sender allow entry `{value}` without --require-auth can be spoofed by anyone"
             ),
             Warning::BypassesMalware => {
-                write!(f, "this entry bypasses malware scanning: infected files may be delivered")
+                write!(
+                    f,
+                    "this entry bypasses malware scanning: infected files may be delivered"
+                )
             }
             Warning::ForcedOverBroad { input } => {
-                write!(f, "over-broad value `{input}` accepted because it was forced")
+                write!(
+                    f,
+                    "over-broad value `{input}` accepted because it was forced"
+                )
             }
         }
     }

@@ -23,17 +23,27 @@ pub fn parse_ip(input: &str) -> Result<IpAddr, ValueError> {
         return Err(ValueError::Empty);
     }
     if text.len() > MAX_IP_TEXT {
-        return Err(ValueError::TooLong { len: text.len(), max: MAX_IP_TEXT });
+        return Err(ValueError::TooLong {
+            len: text.len(),
+            max: MAX_IP_TEXT,
+        });
     }
-    IpAddr::from_str(text).map(normalize_ip).map_err(|_| ValueError::Ip {
-        input: input.to_string(),
-        reason: "not an IPv4 or IPv6 address".into(),
-    })
+    IpAddr::from_str(text)
+        .map(normalize_ip)
+        .map_err(|_| ValueError::Ip {
+            input: input.to_string(),
+            reason: "not an IPv4 or IPv6 address".into(),
+        })
 }
 
 fn strip_brackets(text: &str) -> &str {
-    let text = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-    text.strip_prefix("IPv6:").or_else(|| text.strip_prefix("ipv6:")).unwrap_or(text)
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    text.strip_prefix("IPv6:")
+        .or_else(|| text.strip_prefix("ipv6:"))
+        .unwrap_or(text)
 }
 
 /// An address family and the inclusive numeric bounds of a set of addresses.
@@ -77,26 +87,41 @@ impl IpRange {
             return Err(ValueError::Empty);
         }
         if text.len() > MAX_IP_TEXT {
-            return Err(ValueError::TooLong { len: text.len(), max: MAX_IP_TEXT });
+            return Err(ValueError::TooLong {
+                len: text.len(),
+                max: MAX_IP_TEXT,
+            });
         }
-        let bad = |reason: &str| ValueError::Ip { input: text.to_string(), reason: reason.into() };
+        let bad = |reason: &str| ValueError::Ip {
+            input: text.to_string(),
+            reason: reason.into(),
+        };
         let mut warnings = Vec::new();
         let form = if let Some((a, b)) = text.split_once('-') {
             let start = parse_ip(a).map_err(|_| bad("the start of the range is not an address"))?;
             let end = parse_ip(b).map_err(|_| bad("the end of the range is not an address"))?;
             let (s, e) = match (start, end) {
-                (IpAddr::V4(s), IpAddr::V4(e)) => (u128::from(u32::from(s)), u128::from(u32::from(e))),
+                (IpAddr::V4(s), IpAddr::V4(e)) => {
+                    (u128::from(u32::from(s)), u128::from(u32::from(e)))
+                }
                 (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e)),
                 _ => return Err(bad("the two ends are of different address families")),
             };
             if s > e {
                 return Err(bad("the start of the range is above its end"));
             }
-            if s == e { Form::Single(start) } else { Form::Range(start, end) }
+            if s == e {
+                Form::Single(start)
+            } else {
+                Form::Range(start, end)
+            }
         } else if let Some((a, p)) = text.split_once('/') {
             let addr = IpAddr::from_str(strip_brackets(a.trim()))
                 .map_err(|_| bad("the network part is not an address"))?;
-            let prefix: u8 = p.trim().parse().map_err(|_| bad("the prefix length is not a number"))?;
+            let prefix: u8 = p
+                .trim()
+                .parse()
+                .map_err(|_| bad("the prefix length is not a number"))?;
             let (addr, prefix) = match addr {
                 IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => {
                     (normalize_ip(addr), prefix - 96)
@@ -105,7 +130,9 @@ impl IpRange {
             };
             let max = if addr.is_ipv4() { 32 } else { 128 };
             if prefix > max {
-                return Err(bad(&format!("prefix length /{prefix} is longer than /{max}")));
+                return Err(bad(&format!(
+                    "prefix length /{prefix} is longer than /{max}"
+                )));
             }
             let network = mask(addr, prefix);
             if network != addr {
@@ -114,25 +141,39 @@ impl IpRange {
                 } else {
                     format!("{network}/{prefix}")
                 };
-                warnings.push(Warning::HostBitsCleared { input: text.to_string(), normalized });
+                warnings.push(Warning::HostBitsCleared {
+                    input: text.to_string(),
+                    normalized,
+                });
             }
-            if prefix == max { Form::Single(network) } else { Form::Cidr(network, prefix) }
+            if prefix == max {
+                Form::Single(network)
+            } else {
+                Form::Cidr(network, prefix)
+            }
         } else {
             Form::Single(parse_ip(text).map_err(|_| bad("not an IPv4 or IPv6 address"))?)
         };
         let range = IpRange { form };
         if let Some(reason) = range.over_broad() {
             if !force {
-                return Err(ValueError::OverBroad { input: text.to_string(), reason });
+                return Err(ValueError::OverBroad {
+                    input: text.to_string(),
+                    reason,
+                });
             }
-            warnings.push(Warning::ForcedOverBroad { input: text.to_string() });
+            warnings.push(Warning::ForcedOverBroad {
+                input: text.to_string(),
+            });
         }
         Ok((range, warnings))
     }
 
     /// One address.
     pub fn single(ip: IpAddr) -> IpRange {
-        IpRange { form: Form::Single(normalize_ip(ip)) }
+        IpRange {
+            form: Form::Single(normalize_ip(ip)),
+        }
     }
 
     fn over_broad(&self) -> Option<String> {
@@ -223,7 +264,9 @@ mod tests {
     use super::*;
 
     fn ok(input: &str) -> String {
-        IpRange::parse(input, false).map(|(r, _)| r.to_string()).unwrap_or_else(|e| e.to_string())
+        IpRange::parse(input, false)
+            .map(|(r, _)| r.to_string())
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -251,7 +294,9 @@ mod tests {
     #[test]
     fn host_bits_warn() {
         let (_, w) = IpRange::parse("192.0.2.77/24", false).unwrap();
-        assert!(matches!(&w[..], [Warning::HostBitsCleared { normalized, .. }] if normalized == "192.0.2.0/24"));
+        assert!(
+            matches!(&w[..], [Warning::HostBitsCleared { normalized, .. }] if normalized == "192.0.2.0/24")
+        );
         let (_, w) = IpRange::parse("192.0.2.0/24", false).unwrap();
         assert!(w.is_empty());
     }
@@ -275,10 +320,25 @@ mod tests {
 
     #[test]
     fn over_broad_needs_force() {
-        for input in ["0.0.0.0/0", "::/0", "10.0.0.0/7", "2001::/15", "1.0.0.0-3.0.0.0"] {
-            assert!(matches!(IpRange::parse(input, false), Err(ValueError::OverBroad { .. })), "{input}");
+        for input in [
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/7",
+            "2001::/15",
+            "1.0.0.0-3.0.0.0",
+        ] {
+            assert!(
+                matches!(
+                    IpRange::parse(input, false),
+                    Err(ValueError::OverBroad { .. })
+                ),
+                "{input}"
+            );
             let (_, w) = IpRange::parse(input, true).unwrap();
-            assert!(w.iter().any(|w| matches!(w, Warning::ForcedOverBroad { .. })));
+            assert!(
+                w.iter()
+                    .any(|w| matches!(w, Warning::ForcedOverBroad { .. }))
+            );
         }
         for input in ["10.0.0.0/8", "2001::/16", "1.0.0.0-1.255.255.255"] {
             assert!(IpRange::parse(input, false).is_ok(), "{input}");

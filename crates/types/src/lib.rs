@@ -27,9 +27,37 @@ pub use country::CountryCode;
 pub use domain::{Domain, DomainPattern};
 pub use email::{EmailAddress, EmailPattern};
 pub use entry::{
-    Comment, Entry, EntryId, EntryKind, EntrySpec, EntryValue, List, MAX_COMMENT, MAX_VALUE, NewEntry, Scope,
-    TenantName, parse_time,
+    Comment, Entry, EntryId, EntryKind, EntrySpec, EntryValue, List, MAX_COMMENT, MAX_VALUE,
+    NewEntry, Scope, TenantName, parse_time,
 };
 pub use error::{EntryError, ValueError, Warning};
 pub use ip::{IpBounds, IpRange, normalize_ip, parse_ip};
 pub use sender::SenderSource;
+
+/// Serialise values as their canonical text (the same text `Display` prints and `parse` reads).
+macro_rules! serialize_as_display {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serialize_as_display!(
+    CheckId,
+    CountryCode,
+    Domain,
+    DomainPattern,
+    EmailAddress,
+    EmailPattern,
+    EntryKind,
+    EntryValue,
+    IpRange,
+    List,
+    Scope,
+    SenderSource,
+    TenantName,
+    Comment
+);

@@ -1,0 +1,153 @@
+//! The compiled snapshot agrees with a naive linear scan over the same entries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use allowgate_core::{Context, PolicyConfig, Snapshot, evaluate};
+use allowgate_types::{
+    CheckId, CheckSet, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, EntryValue,
+    List, parse_time,
+};
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+
+fn now() -> DateTime<Utc> {
+    parse_time("2026-11-22T12:00:00Z").unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Window {
+    None,
+    Expired,
+    Future,
+    Current,
+}
+
+fn window() -> impl Strategy<Value = Window> {
+    prop_oneof![6 => Just(Window::None), 1 => Just(Window::Expired), 1 => Just(Window::Future), 1 => Just(Window::Current)]
+}
+
+/// An IP entry value clustered in a small space so overlaps are common.
+fn ip_value() -> impl Strategy<Value = String> {
+    let v4_base = 0x0A00_0000u32;
+    let v6_base: u128 = 0x2001_0db8 << 96;
+    prop_oneof![
+        (0u32..4096, 20u32..=32)
+            .prop_map(move |(off, p)| format!("{}/{p}", Ipv4Addr::from(v4_base + off))),
+        (0u32..4096, 0u32..300).prop_map(move |(off, len)| {
+            let s = v4_base + off;
+            format!("{}-{}", Ipv4Addr::from(s), Ipv4Addr::from(s + len))
+        }),
+        (0u32..4096).prop_map(move |off| format!("::ffff:{}", Ipv4Addr::from(v4_base + off))),
+        (0u128..4096, 116u32..=128)
+            .prop_map(move |(off, p)| format!("{}/{p}", Ipv6Addr::from(v6_base + off))),
+        (0u128..4096, 0u128..300).prop_map(move |(off, len)| {
+            let s = v6_base + off;
+            format!("{}-{}", Ipv6Addr::from(s), Ipv6Addr::from(s + len))
+        }),
+    ]
+}
+
+fn query() -> impl Strategy<Value = IpAddr> {
+    let v4_base = 0x0A00_0000u32;
+    let v6_base: u128 = 0x2001_0db8 << 96;
+    prop_oneof![
+        (0u32..4400).prop_map(move |o| IpAddr::V4(Ipv4Addr::from(v4_base + o))),
+        (0u32..4400).prop_map(move |o| IpAddr::V6(Ipv4Addr::from(v4_base + o).to_ipv6_mapped())),
+        (0u128..4400).prop_map(move |o| IpAddr::V6(Ipv6Addr::from(v6_base + o))),
+        any::<u32>().prop_map(|x| IpAddr::V4(Ipv4Addr::from(x))),
+    ]
+}
+
+fn checks() -> impl Strategy<Value = CheckSet> {
+    (1u32..(1 << 19)).prop_map(CheckSet::from_bits)
+}
+
+fn entry(id: i64, list: List, kind: EntryKind, value: &str, checks: CheckSet, w: &Window) -> Entry {
+    let (starts_at, expires_at) = match w {
+        Window::None => (None, None),
+        Window::Expired => (None, Some(parse_time("2026-01-01").unwrap())),
+        Window::Future => (Some(parse_time("2027-01-01").unwrap()), None),
+        Window::Current => (
+            Some(parse_time("2026-01-01").unwrap()),
+            Some(parse_time("2027-01-01").unwrap()),
+        ),
+    };
+    let spec = EntrySpec {
+        list: Some(list),
+        kind: Some(kind),
+        value: value.into(),
+        checks: (list == List::Allow).then_some(checks),
+        starts_at,
+        expires_at,
+        force: true,
+        ..Default::default()
+    };
+    let (entry, _) = spec.validate().unwrap();
+    Entry {
+        id: EntryId(id),
+        entry,
+        created_at: now(),
+        created_by: "prop".into(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ip_snapshot_agrees_with_linear_scan(
+        items in proptest::collection::vec((ip_value(), checks(), window(), any::<bool>()), 0..60),
+        queries in proptest::collection::vec(query(), 1..40),
+    ) {
+        let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (v, c, w, block))| {
+            let list = if *block { List::Block } else { List::Allow };
+            entry(i as i64 + 1, list, EntryKind::Ip, v, *c, w)
+        }).collect();
+        let config = PolicyConfig::default();
+        let (snapshot, _) = Snapshot::compile(1, config.clone(), &[], entries.clone(), &Default::default());
+        for q in queries {
+            let ctx = Context::new(now(), q, vec![EmailAddress::parse("x@example.com").unwrap()]);
+            let verdict = evaluate(&snapshot, &ctx);
+            let hits: Vec<&Entry> = entries.iter().filter(|e| {
+                let EntryValue::Ip(r) = &e.entry.value else { return false };
+                r.contains(q) && e.entry.is_active_at(now())
+            }).collect();
+            let want_bypass = hits.iter().filter(|e| e.entry.list == List::Allow)
+                .fold(CheckSet::EMPTY, |acc, e| acc.union(e.entry.checks.resolve(config.never_bypass)));
+            let want_ids: Vec<i64> = hits.iter().map(|e| e.id.0).collect();
+            let got_ids: Vec<i64> = verdict.matched.iter().map(|m| m.id.0).collect();
+            prop_assert_eq!(got_ids, want_ids, "query {}", q);
+            let got_bypass: CheckSet = verdict.bypassed.iter().copied().collect();
+            prop_assert_eq!(got_bypass, want_bypass, "query {}", q);
+            prop_assert_eq!(snapshot.allow_bypass_for_ip(q, now()), want_bypass);
+            let blocked = hits.iter().any(|e| e.entry.list == List::Block) && !want_bypass.contains(CheckId::Blocklist);
+            prop_assert_eq!(!verdict.blocked_by.is_empty(), blocked);
+        }
+    }
+
+    #[test]
+    fn domain_snapshot_agrees_with_linear_scan(
+        items in proptest::collection::vec((0usize..6, any::<bool>(), checks()), 0..20),
+        queries in proptest::collection::vec(0usize..6, 1..10),
+    ) {
+        let names = ["example.com", "mail.example.com", "a.mail.example.com", "badexample.com", "example.org", "x.example.org"];
+        let entries: Vec<Entry> = items.iter().enumerate().map(|(i, (n, sub, c))| {
+            let value = if *sub { format!("*.{}", names[*n]) } else { names[*n].to_string() };
+            entry(i as i64 + 1, List::Allow, EntryKind::Domain, &value, *c, &Window::None)
+        }).collect();
+        let (snapshot, _) = Snapshot::compile(1, PolicyConfig::default(), &[], entries.clone(), &Default::default());
+        for q in queries {
+            let from = EmailAddress::parse(&format!("u@{}", names[q])).unwrap();
+            let mut ctx = Context::new(now(), "192.0.2.1".parse().unwrap(), vec![]);
+            ctx.mail_from = Some(from.clone());
+            let verdict = evaluate(&snapshot, &ctx);
+            let want: Vec<i64> = entries.iter().filter(|e| match &e.entry.value {
+                EntryValue::Domain(p) => p.matches(&Domain::parse(names[q]).unwrap()),
+                _ => false,
+            }).map(|e| e.id.0).collect();
+            let got: Vec<i64> = verdict.matched.iter().map(|m| m.id.0).collect();
+            prop_assert_eq!(got, want, "{}", from);
+        }
+    }
+}
