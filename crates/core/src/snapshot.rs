@@ -26,7 +26,8 @@ pub enum BlockAction {
 /// Deployment-wide policy settings that shape compilation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyConfig {
-    /// Checks no entry can ever bypass (`all` excludes them, named ones are dropped).
+    /// Checks no entry can ever bypass (`all` excludes them, named ones are dropped). Empty by
+    /// default: every check can be bypassed, malware only with an explicit confirmation.
     pub never_bypass: CheckSet,
     /// What a block-list match does (default `reject`).
     pub block_action: BlockAction,
@@ -37,7 +38,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            never_bypass: CheckSet::one(allowgate_types::CheckId::Malware),
+            never_bypass: CheckSet::EMPTY,
             block_action: BlockAction::Reject,
             spam_action: BlockAction::Quarantine,
         }

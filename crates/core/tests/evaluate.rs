@@ -472,6 +472,7 @@ fn require_auth_entries_apply_only_to_authenticated_senders() {
 fn all_respects_never_bypass() {
     let mut w = World::new();
     w.allow(EntryKind::Ip, "192.0.2.1", "all");
+    w.config.never_bypass = CheckSet::one(CheckId::Malware);
     let v = w.check(&ctx("192.0.2.1", &["x@acme.test"]));
     assert!(!v.bypassed.contains(&CheckId::Malware));
     assert!(v.bypassed.contains(&CheckId::Spam));

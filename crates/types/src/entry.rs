@@ -368,8 +368,19 @@ pub struct NewEntry {
 }
 
 impl EntrySpec {
-    /// Validate every field and the combination. All problems are reported, not just the first.
+    /// Validate every field and the combination, for a deployment that can bypass every check.
+    /// All problems are reported, not just the first.
     pub fn validate(&self) -> Result<(NewEntry, Vec<Warning>), Vec<EntryError>> {
+        self.validate_for(CheckSet::EMPTY)
+    }
+
+    /// Validate for a deployment whose `never_bypass` checks can never be bypassed: bypassing
+    /// malware (by name or through `all`) needs `force` only where malware can be bypassed, and
+    /// naming a never-bypassable check draws a warning.
+    pub fn validate_for(
+        &self,
+        never_bypass: CheckSet,
+    ) -> Result<(NewEntry, Vec<Warning>), Vec<EntryError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let list = self.list.unwrap_or(List::Allow);
@@ -409,7 +420,14 @@ impl EntrySpec {
             }
             _ => CheckSet::EMPTY,
         };
-        if list == List::Allow && checks.contains(CheckId::Malware) {
+        let dropped =
+            CheckSet::from_bits(checks.bits() & !CheckSet::ALL.bits()).intersection(never_bypass);
+        if list == List::Allow && !dropped.is_empty() {
+            warnings.push(Warning::NeverBypassed {
+                checks: dropped.to_string(),
+            });
+        }
+        if list == List::Allow && checks.resolve(never_bypass).contains(CheckId::Malware) {
             if self.force {
                 warnings.push(Warning::BypassesMalware);
             } else {
@@ -617,6 +635,19 @@ mod tests {
         s.force = true;
         let (_, w) = s.validate().unwrap();
         assert!(w.contains(&Warning::BypassesMalware));
+        // Where malware can never be bypassed, `all` needs no confirmation and naming it warns.
+        s.force = false;
+        let never = CheckSet::one(CheckId::Malware);
+        let (_, w) = s.validate_for(never).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        s.checks = Some("malware,spf".parse().unwrap());
+        let (_, w) = s.validate_for(never).unwrap();
+        assert_eq!(
+            w,
+            vec![Warning::NeverBypassed {
+                checks: "malware".into()
+            }]
+        );
     }
 
     #[test]

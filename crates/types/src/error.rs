@@ -187,6 +187,11 @@ pub enum Warning {
     },
     /// The entry bypasses malware scanning.
     BypassesMalware,
+    /// The entry names checks this deployment never bypasses; they are ignored.
+    NeverBypassed {
+        /// The checks concerned.
+        checks: String,
+    },
     /// An over-broad value was accepted because it was forced.
     ForcedOverBroad {
         /// The value.
@@ -215,6 +220,12 @@ impl fmt::Display for Warning {
                 write!(
                     f,
                     "this entry bypasses malware scanning: infected files may be delivered"
+                )
+            }
+            Warning::NeverBypassed { checks } => {
+                write!(
+                    f,
+                    "this deployment never bypasses {checks}; the entry will not bypass it"
                 )
             }
             Warning::ForcedOverBroad { input } => {

@@ -61,3 +61,17 @@ serialize_as_display!(
     TenantName,
     Comment
 );
+
+/// `FromStr` for values whose `parse` takes only the text.
+macro_rules! from_str_via_parse {
+    ($($t:ty),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = ValueError;
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                <$t>::parse(s)
+            }
+        }
+    )*};
+}
+
+from_str_via_parse!(CountryCode, Domain, EmailAddress, TenantName);
