@@ -262,13 +262,15 @@ fn evaluate_tenant(
             match_sender(snapshot, ctx, idx, s, &mut ignore);
         }
     }
+    // RBLs are not consulted for an ignored client or sender domain. The internal relays walked
+    // past are recorded too, but they do not exempt the effective client from RBLs.
+    let ignores_sender = !ignore.found.is_empty();
     for l in &internal_used {
         ignore
             .found
             .entry(*l)
             .or_insert_with(|| "internal relay in Received:".to_string());
     }
-    let ignores_sender = !ignore.found.is_empty();
     if let Some(msg) = &ctx.message {
         // Ignored body domains and IPs are left out of body classification.
         let mut buf = Vec::new();

@@ -504,6 +504,8 @@ Received: from client (client [198.51.100.1]) by mail.sender.test\r\n\r\nx\r\n",
     assert_eq!(bypassed(&v), "spf");
     assert_eq!(ids(&v.bypassed_by[&CheckId::Spf]), [allow]);
     assert!(ids(&v.ignored_by).contains(&internal));
+    // The internal relay is ignored, the real client is not: RBLs still apply to it.
+    assert_eq!(v.checks[&CheckId::Rbl], CheckOutcome::NotRun);
     // A non-internal ignore entry is not walked past.
     c.client_ip = "172.16.0.1".parse().unwrap();
     let v = w.check(&c);
