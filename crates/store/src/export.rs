@@ -1,0 +1,149 @@
+//! Export of entries as text, CSV or JSON, in forms that [`import`](crate::import) reads back.
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use allowgate_types::{Entry, NewEntry};
+
+use crate::record::{EntryJson, time_text};
+
+/// The format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExportFormat {
+    /// `value # comment` lines, with `#` comment lines naming list, scope and kind of each group.
+    /// Carries values and comments only.
+    #[default]
+    Text,
+    /// CSV with a header row and every field.
+    Csv,
+    /// `{"entries": [...]}` with every field.
+    Json,
+}
+
+impl ExportFormat {
+    /// The keyword (`text`, `csv`, `json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Text => "text",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" | "txt" => Ok(ExportFormat::Text),
+            "csv" => Ok(ExportFormat::Csv),
+            "json" => Ok(ExportFormat::Json),
+            other => Err(format!(
+                "unknown format `{other}`; expected text, csv or json"
+            )),
+        }
+    }
+}
+
+/// The CSV columns, in order.
+pub const CSV_COLUMNS: [&str; 11] = [
+    "list",
+    "scope",
+    "kind",
+    "value",
+    "checks",
+    "comment",
+    "require_auth",
+    "internal",
+    "starts_at",
+    "expires_at",
+    "enabled",
+];
+
+/// Render entries (in the order given) in `format`.
+pub fn render(entries: &[Entry], format: ExportFormat) -> String {
+    match format {
+        ExportFormat::Text => render_text(entries),
+        ExportFormat::Csv => render_csv(entries),
+        ExportFormat::Json => render_json(entries),
+    }
+}
+
+fn render_text(entries: &[Entry]) -> String {
+    let mut sorted: Vec<&NewEntry> = entries.iter().map(|e| &e.entry).collect();
+    // Group by list, scope and kind; keep id order inside a group (the sort is stable).
+    sorted.sort_by(|a, b| (a.list, &a.scope, a.kind()).cmp(&(b.list, &b.scope, b.kind())));
+    let mut out = format!("# allowgate export: {} entries\n", entries.len());
+    let mut group = None;
+    for e in sorted {
+        let key = (e.list, &e.scope, e.kind());
+        if group != Some(key) {
+            group = Some(key);
+            let _ = writeln!(
+                out,
+                "\n# list: {}, scope: {}, kind: {}",
+                e.list,
+                e.scope,
+                e.kind()
+            );
+        }
+        match &e.comment {
+            Some(c) => {
+                let _ = writeln!(out, "{} # {}", e.value, c);
+            }
+            None => {
+                let _ = writeln!(out, "{}", e.value);
+            }
+        }
+    }
+    out
+}
+
+fn render_csv(entries: &[Entry]) -> String {
+    fn text_of(entries: &[Entry]) -> Result<String, csv::Error> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(CSV_COLUMNS)?;
+        for e in entries {
+            let e = &e.entry;
+            let bool_text = |b: bool| if b { "true" } else { "false" };
+            writer.write_record([
+                e.list.as_str(),
+                &e.scope.to_string(),
+                e.kind().as_str(),
+                &e.value.to_string(),
+                &e.checks.to_string(),
+                e.comment.as_ref().map_or("", |c| c.as_str()),
+                bool_text(e.require_auth),
+                bool_text(e.internal),
+                &e.starts_at.map(time_text).unwrap_or_default(),
+                &e.expires_at.map(time_text).unwrap_or_default(),
+                bool_text(e.enabled),
+            ])?;
+        }
+        let bytes = writer
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+    // Writing to a Vec cannot fail, and every field is UTF-8.
+    text_of(entries).unwrap_or_default()
+}
+
+fn render_json(entries: &[Entry]) -> String {
+    #[derive(serde::Serialize)]
+    struct Export<'a> {
+        entries: Vec<EntryJson<'a>>,
+    }
+    let export = Export {
+        entries: entries.iter().map(|e| EntryJson::new(&e.entry)).collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&export).unwrap_or_default();
+    text.push('\n');
+    text
+}
