@@ -33,7 +33,10 @@ fn parse_local(local: &str, input: &str) -> Result<Box<str>, ValueError> {
     if local.is_empty() {
         return Err(bad("the part before `@` is empty"));
     }
-    if local.chars().count() > MAX_LOCAL {
+    // Lower-case first: some characters grow (`İ` becomes `i̇`), and the cap must hold for the
+    // stored form so that it parses again.
+    let lowered = local.to_lowercase();
+    if lowered.chars().count() > MAX_LOCAL {
         return Err(bad("the part before `@` is longer than 64 characters"));
     }
     if let Some(c) = local
@@ -42,7 +45,7 @@ fn parse_local(local: &str, input: &str) -> Result<Box<str>, ValueError> {
     {
         return Err(bad(&format!("character {c:?} is not allowed before `@`")));
     }
-    Ok(local.to_lowercase().into_boxed_str())
+    Ok(lowered.into_boxed_str())
 }
 
 impl EmailAddress {
@@ -196,6 +199,16 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn local_part_cap_holds_after_lower_casing() {
+        // `İ` lower-cases to two characters; 64 of them must not be accepted as 64.
+        let input = format!("{}@example.com", "İ".repeat(64));
+        assert!(EmailAddress::parse(&input).is_err());
+        let ok = format!("{}@example.com", "İ".repeat(32));
+        let a = EmailAddress::parse(&ok).unwrap();
+        assert_eq!(EmailAddress::parse(&a.to_string()).unwrap(), a);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::check::{CheckId, CheckSet};
 use crate::country::CountryCode;
@@ -546,16 +546,19 @@ pub struct Entry {
     pub created_by: String,
 }
 
-/// Parse a time: RFC 3339 (`2026-12-01T08:00:00Z`) or a date (`2026-12-01`, midnight UTC).
+/// Parse a time: RFC 3339 (`2026-12-01T08:00:00Z`) or a date (`2026-12-01`, midnight UTC), in
+/// the years 1970 to 9999 (so that it prints back as RFC 3339).
 pub fn parse_time(input: &str) -> Result<DateTime<Utc>, ValueError> {
     let text = input.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    let parsed = match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+    };
+    parsed
+        .filter(|t| (1970..=9999).contains(&t.year()))
         .ok_or_else(|| ValueError::Time {
             input: text.chars().take(60).collect(),
         })
@@ -687,6 +690,22 @@ mod tests {
         assert!(!e.is_active_at(parse_time("2026-11-30").unwrap()));
         assert!(e.is_active_at(parse_time("2026-12-01").unwrap()));
         assert!(!e.is_active_at(parse_time("2027-01-01").unwrap()));
+    }
+
+    #[test]
+    fn times_stay_printable() {
+        for bad in [
+            "-999-12-31",
+            "0999-12-31",
+            "1969-12-31",
+            "+10000-01-01",
+            "2026-13-01",
+            "x",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        let t = parse_time("2026-12-01T08:00:00+02:00").unwrap();
+        assert_eq!(parse_time(&t.to_rfc3339()).unwrap(), t);
     }
 
     #[test]
