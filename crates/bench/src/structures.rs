@@ -55,8 +55,8 @@ impl Ours {
 
     /// Set index of the labels covering `ip`, or [`MISS`].
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> u32 {
-        let set = match ip {
+    pub fn lookup(&self, ip: &IpAddr) -> u32 {
+        let set = match *ip {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         };
@@ -161,10 +161,10 @@ impl IpTrie {
 
     /// Label of the longest matching prefix, or [`MISS`].
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> u32 {
+    pub fn lookup(&self, ip: &IpAddr) -> u32 {
         match ip {
-            IpAddr::V4(a) => *self.v4.lookup(&a).1,
-            IpAddr::V6(a) => *self.v6.lookup(&a).1,
+            IpAddr::V4(a) => *self.v4.lookup(a).1,
+            IpAddr::V6(a) => *self.v6.lookup(a).1,
         }
     }
 }
@@ -191,8 +191,8 @@ impl NetworkTable {
 
     /// Label of the longest matching prefix, or [`MISS`].
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> u32 {
-        let found = match ip {
+    pub fn lookup(&self, ip: &IpAddr) -> u32 {
+        let found = match *ip {
             IpAddr::V4(a) => self.0.longest_match_ipv4(a).map(|(_, v)| *v),
             IpAddr::V6(a) => self.0.longest_match_ipv6(a).map(|(_, v)| *v),
         };
@@ -223,8 +223,8 @@ impl LinearScan {
     /// Position (within its family) of the first range containing `ip`, or [`MISS`]. Stops at
     /// the first hit, which flatters it: the others report every matching entry's set.
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> u32 {
-        let found = match ip {
+    pub fn lookup(&self, ip: &IpAddr) -> u32 {
+        let found = match *ip {
             IpAddr::V4(a) => {
                 let k = u32::from(a);
                 self.v4.iter().position(|&(s, e)| s <= k && k <= e)

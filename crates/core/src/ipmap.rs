@@ -16,19 +16,22 @@
 //!   "no set". The pair is packed (8 bytes for `u32`, 20 for `u128`) so that the answer sits in
 //!   the cache line that the search just read.
 //! * A radix bucket index in front of `intervals`: the common prefix of all boundaries is
-//!   skipped and the next bits (about 16 for a million boundaries, at most 20) select a bucket,
-//!   which holds the position of its first boundary; a short scan of the bucket's boundaries
-//!   (about 128 bytes) finishes the lookup. A bucket that still holds many boundaries (clustered
-//!   data, e.g. several IPv6 `/32`s) gets its own sub-table over *its* common prefix,
-//!   recursively, so lookups stay short whatever the distribution.
+//!   skipped and the next bits (about 18 for a million IPv4 boundaries, at most 20) select a
+//!   bucket, which holds the position of its first boundary; a linear, branch-free count over
+//!   the bucket's boundaries (about one cache line of pairs: 8 for `u32`, 3 for `u128`; at most
+//!   twice that) finishes the lookup. A bucket that still holds many boundaries
+//!   (clustered data, e.g. IPv6 tables under a few `/32`s) gets its own sub-table over *its*
+//!   common prefix, recursively, so lookups stay short whatever the distribution.
 //! * Interned sets live in flat arenas. Sets with a single label (the common case: most entries
-//!   do not overlap) get the low ids and cost 4 bytes each; larger sets are stored as
-//!   `offsets` + `labels`.
+//!   do not overlap) get the low ids and cost 4 bytes each; larger sets are stored once each as
+//!   `offsets` + `labels`. Note that `k` nested intervals produce sets of up to `k` labels.
 //!
-//! On the benchmark data (`crates/bench`, see `BENCHMARKS.md`) this array-of-pairs layout with
-//! ~16-boundary buckets scanned linearly measured clearly faster than separate `starts`/`sets`
-//! arrays with ~4-boundary buckets and a binary search: the lookup cost is dominated by cache and
-//! TLB misses, and this layout has one dependent miss into a big array per lookup.
+//! This deliberately departs from separate `starts`/`sets` arrays searched by binary search:
+//! in A/B runs on the benchmark data (`crates/bench`, `BENCHMARKS.md`; 1M entries) that layout,
+//! with ~4 boundaries per bucket, measured 90–105 ns per lookup (320–380 ns as a dependent
+//! chain) against 60–80 ns (215–230 ns) for this one. Lookups are dominated by cache and TLB
+//! misses; here a lookup makes one dependent miss into the big array, and its answer is in the
+//! lines just read.
 //!
 //! # Example
 //!
@@ -187,7 +190,7 @@ impl SetId {
     }
 }
 
-/// `sets[i]` value of an elementary interval covered by no input interval.
+/// [`Interval::set`] of an elementary interval covered by no input interval.
 const NO_SET: u32 = u32::MAX;
 /// Index entry flag: the bucket is resolved by the sub-table whose id is in the low bits.
 const SUBTABLE: u32 = 1 << 31;
@@ -210,13 +213,11 @@ struct Interval<K: Copy> {
     set: u32,
 }
 
-/// Aimed-for average number of boundaries per bucket: about 128 bytes of pairs.
+/// Aimed-for average number of boundaries per bucket: one cache line of pairs (8 for `u32`,
+/// 3 for `u128`).
 const fn bucket_target<K: Copy>() -> usize {
-    if std::mem::size_of::<Interval<K>>() <= 8 {
-        16
-    } else {
-        8
-    }
+    let pair = std::mem::size_of::<Interval<K>>();
+    if pair >= 32 { 2 } else { 64 / pair }
 }
 
 /// A bucket holding more boundaries than this gets its own sub-table.
@@ -612,7 +613,8 @@ impl<K: IntervalKey> IndexBuilder<'_, K> {
 
     /// Width of a table over `covered`: enough buckets for about [`bucket_target`] boundaries
     /// each, plus up to [`MAX_EXTRA_BITS`] more while over 1/16 of the boundaries would sit in
-    /// crowded buckets (which cost a sub-table hop).
+    /// crowded buckets (which cost a sub-table hop) and each extra bit clearly helps (a cluster
+    /// such as an IPv6 `/32` stays crowded however wide a table above it gets).
     fn table_bits(covered: &[K], base: K, free_bits: u32) -> u32 {
         let count = covered.len();
         let cap = MAX_TABLE_BITS.min(free_bits);
@@ -621,35 +623,39 @@ impl<K: IntervalKey> IndexBuilder<'_, K> {
             .next_power_of_two()
             .trailing_zeros();
         let mut bits = wanted.min(cap);
-        for extra in 0..=MAX_EXTRA_BITS {
-            bits = (wanted + extra).min(cap);
-            if bits == cap {
-                break;
+        let mut crowded = Self::crowded(covered, base, free_bits - bits);
+        while crowded * 16 > count && bits < cap && bits < wanted + MAX_EXTRA_BITS {
+            let wider = Self::crowded(covered, base, free_bits - bits - 1);
+            if wider * 4 > crowded * 3 {
+                break; // less than a quarter better: not worth doubling the table
             }
-            let shift = free_bits - bits;
-            let mut crowded = 0;
-            let mut run = 0;
-            let mut previous = None;
-            for &s in covered {
-                let bucket = Some(s.wrapping_sub(base).shr_saturating_u64(shift));
-                if bucket == previous {
-                    run += 1;
-                } else {
-                    if run > bucket_max::<K>() {
-                        crowded += run;
-                    }
-                    run = 1;
-                    previous = bucket;
-                }
-            }
-            if run > bucket_max::<K>() {
-                crowded += run;
-            }
-            if crowded * 16 <= count {
-                break;
-            }
+            bits += 1;
+            crowded = wider;
         }
         bits
+    }
+
+    /// Number of boundaries in buckets of more than [`bucket_max`] for a table with `shift`.
+    fn crowded(covered: &[K], base: K, shift: u32) -> usize {
+        let mut crowded = 0;
+        let mut run = 0;
+        let mut previous = None;
+        for &s in covered {
+            let bucket = Some(s.wrapping_sub(base).shr_saturating_u64(shift));
+            if bucket == previous {
+                run += 1;
+            } else {
+                if run > bucket_max::<K>() {
+                    crowded += run;
+                }
+                run = 1;
+                previous = bucket;
+            }
+        }
+        if run > bucket_max::<K>() {
+            crowded += run;
+        }
+        crowded
     }
 }
 
