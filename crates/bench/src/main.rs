@@ -14,6 +14,7 @@
 //! the checks (for profiling).
 
 mod data;
+mod import_bench;
 mod structures;
 
 use std::hint::black_box;
@@ -22,7 +23,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use data::{Entry, Family};
-use structures::{IpTrie, LinearScan, MISS, NetworkTable, Ours, OursInput, PrefixInput};
+use structures::{
+    IpTrie, LinearScan, MISS, NetworkTable, Ours, OursInput, PrefixInput, SnapshotPath,
+};
 
 /// Largest entry count for which the linear scan is measured.
 const LINEAR_MAX_ENTRIES: usize = 10_000;
@@ -189,6 +192,8 @@ struct SizeReport {
     heap_bytes: usize,
     queries: usize,
     ours: Samples,
+    snapshot: Samples,
+    snapshot_heap_bytes: usize,
     iptrie: Samples,
     table: Samples,
     linear: Option<Samples>,
@@ -237,6 +242,8 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
         heap_bytes: 0,
         queries: queries.len(),
         ours: Samples::default(),
+        snapshot: Samples::default(),
+        snapshot_heap_bytes: 0,
         iptrie: Samples::default(),
         table: Samples::default(),
         linear: (n <= LINEAR_MAX_ENTRIES).then(Samples::default),
@@ -253,6 +260,11 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
         if options.ours_only {
             continue;
         }
+
+        let snapshot_entries = SnapshotPath::entries(&entries);
+        let (snapshot, build) = timed(|| SnapshotPath::build(snapshot_entries));
+        report.snapshot.build_ms.push(build.as_secs_f64() * 1e3);
+        measure(&mut report.snapshot, &batches, |q| snapshot.lookup(q));
 
         let (trie, build) = timed(|| IpTrie::build(&prefix_input));
         report.iptrie.build_ms.push(build.as_secs_f64() * 1e3);
@@ -279,6 +291,12 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
             report.heap_bytes = ours.heap_bytes();
             report.missed_hits = queries.len() - hits;
             let sample = check_queries.len();
+            report.snapshot_heap_bytes = snapshot.heap_bytes();
+            report.mismatches.push((
+                "Snapshot::allow_bypass_for_ip",
+                sample,
+                count_mismatches(&check_queries, &ours, |q| snapshot.lookup(q)),
+            ));
             report.mismatches.push((
                 "iptrie",
                 sample,
@@ -357,6 +375,20 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
             r.entries,
             r.heap_bytes as f64 / r.entries as f64,
         );
+        let ns = median(&r.snapshot.lookup_ns);
+        let chain = median(&r.snapshot.chain_ns);
+        let ms = median(&r.snapshot.build_ms);
+        if !ns.is_nan() {
+            println!(
+                "| {} | **allowgate Snapshot** (compile; `allow_bypass_for_ip`) | {ns:.1} | {:.2}× | \
+                 {chain:.1} | {:.2}× | {ms:.1} | {:.2}× | {:.1} |",
+                r.entries,
+                ns / ours_ns,
+                chain / ours_chain,
+                ms / ours_ms,
+                r.snapshot_heap_bytes as f64 / r.entries as f64,
+            );
+        }
         let mut rows = vec![
             ("iptrie LCTrieMap", &r.iptrie),
             ("ip_network_table", &r.table),
@@ -427,6 +459,15 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("import") {
+        return match import_bench::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = match parse_args(&args) {
         Ok(options) => options,
         Err(message) => {

@@ -33,6 +33,11 @@ fn parse_local(local: &str, input: &str) -> Result<Box<str>, ValueError> {
     if local.is_empty() {
         return Err(bad("the part before `@` is empty"));
     }
+    if local.starts_with('#') {
+        return Err(bad(
+            "a local part starting with `#` is not supported (list files read it as a comment)",
+        ));
+    }
     // Lower-case first: some characters grow (`İ` becomes `i̇`), and the cap must hold for the
     // stored form so that it parses again.
     let lowered = local.to_lowercase();
@@ -46,6 +51,17 @@ fn parse_local(local: &str, input: &str) -> Result<Box<str>, ValueError> {
         return Err(bad(&format!("character {c:?} is not allowed before `@`")));
     }
     Ok(lowered.into_boxed_str())
+}
+
+/// The cap on the whole normalised address (lower-casing can make text longer).
+fn check_total(len: usize, input: &str) -> Result<(), ValueError> {
+    if len > MAX_ADDRESS {
+        return Err(ValueError::Email {
+            input: input.trim().chars().take(80).collect(),
+            reason: format!("longer than {MAX_ADDRESS} characters once normalised"),
+        });
+    }
+    Ok(())
 }
 
 impl EmailAddress {
@@ -75,7 +91,12 @@ impl EmailAddress {
             input: input.trim().to_string(),
             reason: format!("domain: {e}"),
         })?;
-        Ok(EmailAddress { local, domain })
+        let address = EmailAddress { local, domain };
+        check_total(
+            address.local.len() + 1 + address.domain.as_str().len(),
+            input,
+        )?;
+        Ok(address)
     }
 
     /// The local part.
@@ -140,7 +161,9 @@ impl EmailPattern {
                 reason: format!("domain: {other}"),
             },
         })?;
-        Ok((EmailPattern { local, domain }, forced))
+        let pattern = EmailPattern { local, domain };
+        check_total(pattern.to_string().len(), text)?;
+        Ok((pattern, forced))
     }
 
     /// The local part, or `None` for `*`.
@@ -209,6 +232,25 @@ mod tests {
         let ok = format!("{}@example.com", "İ".repeat(32));
         let a = EmailAddress::parse(&ok).unwrap();
         assert_eq!(EmailAddress::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn regressions_from_fuzzing() {
+        // A leading `#` would read as a comment in a text export.
+        assert!(EmailAddress::parse("#b@x.com").is_err());
+        assert!(EmailPattern::parse("#b@x.com", false).is_err());
+        // 64 characters that grow when lower-cased, with a long domain: over 320 once normalised.
+        let domain = format!(
+            "{}.{}.{}.com",
+            "a".repeat(60),
+            "b".repeat(60),
+            "c".repeat(50)
+        );
+        let input = format!("{}@{domain}", "Ⱥ".repeat(64));
+        assert!(input.len() <= 320 + 64);
+        if let Ok(a) = EmailAddress::parse(&input) {
+            assert_eq!(EmailAddress::parse(&a.to_string()).unwrap(), a);
+        }
     }
 
     #[test]
