@@ -88,15 +88,8 @@ enum EntryCommand {
     Add(AddArgs),
     /// List entries.
     List {
-        /// Only this list.
-        #[arg(long)]
-        list: Option<List>,
-        /// Only this scope (`global` or a tenant).
-        #[arg(long)]
-        scope: Option<Scope>,
-        /// Only this kind.
-        #[arg(long)]
-        kind: Option<EntryKind>,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -226,17 +219,34 @@ struct ImportArgs {
     json: bool,
 }
 
+/// Which entries `entry list` and `export` show.
 #[derive(Args)]
-struct ExportArgs {
+struct FilterArgs {
     /// Only this list.
     #[arg(long)]
     list: Option<List>,
-    /// Only this scope.
+    /// Only this scope (`global` or a tenant).
     #[arg(long)]
     scope: Option<Scope>,
     /// Only this kind.
     #[arg(long)]
     kind: Option<EntryKind>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> EntryFilter {
+        EntryFilter {
+            list: self.list,
+            scope: self.scope,
+            kind: self.kind,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     /// text, csv or json.
     #[arg(long, default_value = "text")]
     format: FormatArg,
@@ -360,12 +370,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let result = match cli.command {
         Command::Tenant(cmd) => tenant(&store, cmd, &actor).await,
         Command::Entry(EntryCommand::Add(args)) => entry_add(&store, args, &actor).await,
-        Command::Entry(EntryCommand::List {
-            list,
-            scope,
-            kind,
-            json,
-        }) => entry_list(&store, EntryFilter { list, scope, kind }, json).await,
+        Command::Entry(EntryCommand::List { filter, json }) => {
+            entry_list(&store, filter.filter(), json).await
+        }
         Command::Entry(EntryCommand::Rm { id }) => entry_rm(&store, &id, &actor).await,
         Command::Import(args) => import(&store, args, &actor).await,
         Command::Export(args) => export(&store, args).await,
@@ -576,16 +583,7 @@ async fn export(store: &Store, a: ExportArgs) -> Result<(), Failure> {
         FormatArg::Csv => ExportFormat::Csv,
         FormatArg::Json => ExportFormat::Json,
     };
-    let text = store
-        .export(
-            &EntryFilter {
-                list: a.list,
-                scope: a.scope,
-                kind: a.kind,
-            },
-            format,
-        )
-        .await?;
+    let text = store.export(&a.filter.filter(), format).await?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).map_err(anyhow::Error::new)?;
     Ok(())

@@ -79,28 +79,22 @@ impl CompiledEntry {
     }
 }
 
-/// Per-set facts precomputed for IP maps: the union of bypass sets of its entries, and whether any
-/// entry of the set has a validity window (then the union must be recomputed at `now`).
-#[derive(Debug, Clone, Copy, Default)]
-struct SetFacts {
-    bypass: u32,
-    windowed: bool,
-}
+/// Payload bit (beside the check bits) saying a set has an entry with a validity window, so its
+/// bypass union must be recomputed at `now`.
+const WINDOWED: u32 = 1 << 30;
 
-/// Flattened IP lookups of one family pair.
+/// Flattened IP lookups of one family pair. Each elementary interval carries, beside its set, the
+/// union of its entries' bypass sets, so the hot path reads one cache line.
 #[derive(Default)]
 pub(crate) struct IpIndex {
     v4: IntervalMap<u32>,
     v6: IntervalMap<u128>,
-    v4_facts: Vec<SetFacts>,
-    v6_facts: Vec<SetFacts>,
 }
 
-/// The entries matching one IP, with their precomputed bypass union.
+/// The entries matching one IP.
 pub(crate) struct IpHit<'a> {
+    /// Labels (indices into the snapshot's entries), sorted.
     pub labels: &'a [u32],
-    pub bypass: CheckSet,
-    pub windowed: bool,
 }
 
 impl IpIndex {
@@ -113,55 +107,46 @@ impl IpIndex {
                 IpBounds::V6(s, e) => v6.push((s, e, label)),
             }
         }
-        let v4 = IntervalMap::build(v4);
-        let v6 = IntervalMap::build(v6);
-        let facts = |labels: &[u32]| {
-            labels.iter().fold(SetFacts::default(), |acc, l| {
+        let summary = |labels: &[u32]| {
+            labels.iter().fold(0, |acc, l| {
                 let e = &entries[*l as usize];
-                SetFacts {
-                    bypass: acc.bypass | e.bypass.bits(),
-                    windowed: acc.windowed || e.windowed,
-                }
+                acc | e.bypass.bits() | if e.windowed { WINDOWED } else { 0 }
             })
         };
-        let v4_facts = (0..v4.set_count())
-            .map(|i| facts(v4.labels_at(i)))
-            .collect();
-        let v6_facts = (0..v6.set_count())
-            .map(|i| facts(v6.labels_at(i)))
-            .collect();
-        IpIndex {
-            v4,
-            v6,
-            v4_facts,
-            v6_facts,
+        let mut v4 = IntervalMap::build(v4);
+        let mut v6 = IntervalMap::build(v6);
+        v4.set_payloads(summary);
+        v6.set_payloads(summary);
+        IpIndex { v4, v6 }
+    }
+
+    /// The bypass union (and windowed flag) of the entries covering a normalised address, without
+    /// touching the label sets.
+    /// Takes the address by reference and never builds a new `IpAddr`: copying the 17-byte enum
+    /// through the stack defeats store forwarding and serialises consecutive lookups.
+    #[inline(always)]
+    fn bypass(&self, ip: &IpAddr) -> Option<u32> {
+        match ip {
+            IpAddr::V4(a) => self.v4.lookup_with_payload(u32::from(*a)),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => self.v4.lookup_with_payload(u32::from(v4)),
+                None => self.v6.lookup_with_payload(u128::from(*a)),
+            },
         }
+        .map(|(_, payload)| payload)
     }
 
     /// Look an address up. `ip` must already be normalised (IPv4-mapped → IPv4).
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<IpHit<'_>> {
-        let (labels, facts) = match ip {
-            IpAddr::V4(a) => {
-                let set = self.v4.lookup(u32::from(a))?;
-                (self.v4.labels(set), self.v4_facts[set.index()])
-            }
-            IpAddr::V6(a) => {
-                let set = self.v6.lookup(u128::from(a))?;
-                (self.v6.labels(set), self.v6_facts[set.index()])
-            }
+        let labels = match ip {
+            IpAddr::V4(a) => self.v4.labels(self.v4.lookup(u32::from(a))?),
+            IpAddr::V6(a) => self.v6.labels(self.v6.lookup(u128::from(a))?),
         };
-        Some(IpHit {
-            labels,
-            bypass: CheckSet::from_bits(facts.bypass),
-            windowed: facts.windowed,
-        })
+        Some(IpHit { labels })
     }
 
     fn heap_bytes(&self) -> usize {
-        self.v4.heap_bytes()
-            + self.v6.heap_bytes()
-            + (self.v4_facts.capacity() + self.v6_facts.capacity())
-                * std::mem::size_of::<SetFacts>()
+        self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 
@@ -438,19 +423,28 @@ impl Snapshot {
     }
 
     /// Bypass set of the global allow entries matching a client IP at `now` (the hot path that
-    /// the benchmark measures): one radix-bucketed binary search, no allocation.
+    /// the benchmark measures): one radix-bucketed search that reads the bypass union stored
+    /// beside the interval; no allocation. Only sets holding windowed entries look further.
+    #[inline(always)]
     pub fn allow_bypass_for_ip(&self, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
-        let ip = allowgate_types::normalize_ip(ip);
-        match self.scopes[0].list(List::Allow).client_ip.lookup(ip) {
+        let index = &self.scopes[0].list(List::Allow).client_ip;
+        match index.bypass(&ip) {
             None => CheckSet::EMPTY,
-            Some(hit) if !hit.windowed => hit.bypass,
-            Some(hit) => hit
-                .labels
+            Some(payload) if payload & WINDOWED == 0 => CheckSet::from_bits(payload),
+            Some(_) => self.windowed_bypass(index, allowgate_types::normalize_ip(ip), now),
+        }
+    }
+
+    /// The slow path of [`Snapshot::allow_bypass_for_ip`]: check each entry's window.
+    #[inline(never)]
+    fn windowed_bypass(&self, index: &IpIndex, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
+        index.lookup(ip).map_or(CheckSet::EMPTY, |hit| {
+            hit.labels
                 .iter()
                 .map(|l| self.entry(*l))
                 .filter(|e| e.is_active_at(now))
-                .fold(CheckSet::EMPTY, |acc, e| acc.union(e.bypass)),
-        }
+                .fold(CheckSet::EMPTY, |acc, e| acc.union(e.bypass))
+        })
     }
 
     /// Ids of the entries of `list` in `scope` (0 = global) whose client-IP value contains `ip`,

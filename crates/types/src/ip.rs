@@ -11,6 +11,7 @@ const MAX_IP_TEXT: usize = 100;
 
 /// Normalise an address from a message or a connection: IPv4-mapped IPv6 (`::ffff:a.b.c.d`)
 /// becomes IPv4. Used for stored values and message data alike.
+#[inline]
 pub fn normalize_ip(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
