@@ -524,7 +524,7 @@ async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure
     req.force = a.force;
     req.require_auth = a.require_auth;
     let bar = (std::io::stderr().is_terminal() && data.len() > 64 * 1024).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
+        let bar = indicatif::ProgressBar::new(1);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -69,12 +69,13 @@ impl Domain {
                 return Err(bad("a label starts or ends with `-`"));
             }
         }
-        if ascii.parse::<std::net::IpAddr>().is_ok()
-            || ascii
-                .split('.')
-                .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(bad("this is an IP address, not a domain"));
+        // No top-level domain is numeric; a name ending in one is an address (or an address
+        // range whose invisible characters IDNA removed, as the fuzzer found).
+        let last = ascii.rsplit('.').next().unwrap_or_default();
+        if ascii.parse::<std::net::IpAddr>().is_ok() || last.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(
+                "the last label is numeric: this looks like an IP address, not a domain",
+            ));
         }
         Ok(Domain(ascii.into_boxed_str()))
     }
@@ -254,6 +255,8 @@ mod tests {
             "-a.com",
             "a-.com",
             "192.0.2.1",
+            "192.0.2.\u{feff}10-5.62.01.99",
+            "mail.example.123",
             "ex*ample.com",
         ] {
             assert!(Domain::parse(input).is_err(), "{input} accepted");
