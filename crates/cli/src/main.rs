@@ -11,8 +11,8 @@ use allowgate_core::{
     Context, MessageFacts, PolicyConfig, Snapshot, TenantDomains, Verdict, evaluate,
 };
 use allowgate_store::{
-    EntryFilter, ExportFormat, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest,
-    Store, StoreError,
+    EntryFilter, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest, Store,
+    StoreError,
 };
 use allowgate_types::{
     CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, List, Scope,
@@ -183,6 +183,16 @@ enum FormatArg {
     Text,
     Csv,
     Json,
+}
+
+impl FormatArg {
+    fn format(self) -> ImportFormat {
+        match self {
+            FormatArg::Text => ImportFormat::Text,
+            FormatArg::Csv => ImportFormat::Csv,
+            FormatArg::Json => ImportFormat::Json,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -506,12 +516,9 @@ async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure
     file.take(allowgate_store::import::MAX_IMPORT_BYTES as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let format = match a.format {
-        Some(FormatArg::Text) => ImportFormat::Text,
-        Some(FormatArg::Csv) => ImportFormat::Csv,
-        Some(FormatArg::Json) => ImportFormat::Json,
-        None => ImportFormat::from_path(&a.file),
-    };
+    let format = a
+        .format
+        .map_or_else(|| ImportFormat::from_path(&a.file), FormatArg::format);
     let mut req = ImportRequest::new(a.list, a.family.family());
     req.scope = a.scope;
     req.checks = a.bypass;
@@ -578,11 +585,7 @@ async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure
 }
 
 async fn export(store: &Store, a: ExportArgs) -> Result<(), Failure> {
-    let format = match a.format {
-        FormatArg::Text => ExportFormat::Text,
-        FormatArg::Csv => ExportFormat::Csv,
-        FormatArg::Json => ExportFormat::Json,
-    };
+    let format = a.format.format();
     let text = store.export(&a.filter.filter(), format).await?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).map_err(anyhow::Error::new)?;

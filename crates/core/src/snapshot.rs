@@ -447,17 +447,6 @@ impl Snapshot {
         })
     }
 
-    /// Ids of the entries of `list` in `scope` (0 = global) whose client-IP value contains `ip`,
-    /// ignoring validity windows. For tests and diagnostics.
-    pub fn ip_matches(&self, list: List, scope: usize, ip: IpAddr) -> Vec<EntryId> {
-        let ip = allowgate_types::normalize_ip(ip);
-        self.scopes
-            .get(scope)
-            .and_then(|s| s.list(list).client_ip.lookup(ip))
-            .map(|hit| hit.labels.iter().map(|l| self.entry(*l).id()).collect())
-            .unwrap_or_default()
-    }
-
     /// Heap bytes used by the IP indexes (for the bytes-per-entry figure).
     pub fn ip_heap_bytes(&self) -> usize {
         self.scopes

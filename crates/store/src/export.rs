@@ -1,55 +1,13 @@
 //! Export of entries as text, CSV or JSON, in forms that [`import`](crate::import) reads back.
 
-use std::fmt::{self, Write as _};
-use std::str::FromStr;
+use std::fmt::Write as _;
 
 use allowgate_types::{Entry, NewEntry};
 
 use crate::record::{EntryJson, time_text};
 
-/// The format of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ExportFormat {
-    /// `value # comment` lines, with `#` comment lines naming list, scope and kind of each group.
-    /// Carries values and comments only.
-    #[default]
-    Text,
-    /// CSV with a header row and every field.
-    Csv,
-    /// `{"entries": [...]}` with every field.
-    Json,
-}
-
-impl ExportFormat {
-    /// The keyword (`text`, `csv`, `json`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportFormat::Text => "text",
-            ExportFormat::Csv => "csv",
-            ExportFormat::Json => "json",
-        }
-    }
-}
-
-impl fmt::Display for ExportFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ExportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "text" | "txt" => Ok(ExportFormat::Text),
-            "csv" => Ok(ExportFormat::Csv),
-            "json" => Ok(ExportFormat::Json),
-            other => Err(format!(
-                "unknown format `{other}`; expected text, csv or json"
-            )),
-        }
-    }
-}
+/// The format of an export: the same formats an import reads.
+pub use crate::import::ImportFormat as ExportFormat;
 
 /// The CSV columns, in order.
 pub const CSV_COLUMNS: [&str; 11] = [

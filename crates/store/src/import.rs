@@ -135,7 +135,7 @@ impl FromStr for ImportFamily {
     }
 }
 
-/// The format of an import file.
+/// The format of an import (or export) file: text, CSV or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ImportFormat {
     /// One entry per line, `value # comment`.
