@@ -534,6 +534,19 @@ impl<K: IntervalKey> IntervalMap<K> {
         }
     }
 
+    /// The elementary intervals in key order: each start with its set and payload, or `None`
+    /// where no input interval covers the keys. The first start is `K::MIN` (unless the map
+    /// is empty).
+    pub fn intervals(&self) -> impl Iterator<Item = (K, Option<(SetId, u32)>)> + '_ {
+        self.intervals.iter().map(|interval| {
+            let (start, payload) = (interval.start, interval.payload);
+            match interval.set {
+                NO_SET => (start, None),
+                id => (start, Some((SetId(id), payload))),
+            }
+        })
+    }
+
     /// Labels of a set, sorted ascending and deduplicated.
     ///
     /// Returns an empty slice for a `SetId` that does not belong to this map.
@@ -768,6 +781,29 @@ mod tests {
         assert_eq!(payload(51), None);
         let (set, _) = map.lookup_with_payload(16).unwrap();
         assert_eq!(map.labels(set), [1, 2]);
+    }
+
+    #[test]
+    fn intervals_tile_the_key_space() {
+        let mut map = IntervalMap::<u32>::build(vec![(10, 20, 1), (15, 30, 2)]);
+        map.set_payloads(|labels| labels.iter().sum());
+        let got: Vec<(u32, Vec<u32>, u32)> = map
+            .intervals()
+            .map(|(start, set)| match set {
+                Some((s, payload)) => (start, map.labels(s).to_vec(), payload),
+                None => (start, vec![], 0),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, vec![], 0),
+                (10, vec![1], 1),
+                (15, vec![1, 2], 3),
+                (21, vec![2], 2),
+                (31, vec![], 0)
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 mod evaluate;
 pub mod ipmap;
+pub mod linemap;
 mod message;
 mod snapshot;
 mod verdict;

@@ -10,6 +10,7 @@ use allowgate_types::{
 use chrono::{DateTime, Utc};
 
 use crate::ipmap::IntervalMap;
+use crate::linemap::LineMap;
 
 /// What a block match does to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -84,11 +85,17 @@ impl CompiledEntry {
 const WINDOWED: u32 = 1 << 30;
 
 /// Flattened IP lookups of one family pair. Each elementary interval carries, beside its set, the
-/// union of its entries' bypass sets, so the hot path reads one cache line.
+/// union of its entries' bypass sets (and [`WINDOWED`]); for IPv4 the same summaries also sit in
+/// a [`LineMap`], which answers in one cache line, for [`Snapshot::allow_bypass_for_ip`].
 #[derive(Default)]
 pub(crate) struct IpIndex {
     v4: IntervalMap<u32>,
     v6: IntervalMap<u128>,
+    /// `None` when the summaries have more distinct values than a line map takes, or the keys
+    /// are too sparse for it.
+    summary_v4: Option<LineMap>,
+    /// Whether any entry here has a validity window (then summaries may carry [`WINDOWED`]).
+    windowed: bool,
 }
 
 /// The entries matching one IP.
@@ -99,6 +106,9 @@ pub(crate) struct IpHit<'a> {
 
 impl IpIndex {
     fn build(items: Vec<(IpBounds, u32)>, entries: &[CompiledEntry]) -> IpIndex {
+        let items_windowed = items
+            .iter()
+            .any(|&(_, label)| entries.get(label as usize).is_some_and(|e| e.windowed));
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (b, label) in items {
@@ -117,7 +127,16 @@ impl IpIndex {
         let mut v6 = IntervalMap::build(v6);
         v4.set_payloads(summary);
         v6.set_payloads(summary);
-        IpIndex { v4, v6 }
+        let boundaries: Vec<(u32, u32)> = v4
+            .intervals()
+            .map(|(start, set)| (start, set.map_or(0, |(_, payload)| payload)))
+            .collect();
+        IpIndex {
+            windowed: items_windowed,
+            summary_v4: LineMap::build(&boundaries, 0),
+            v4,
+            v6,
+        }
     }
 
     /// The bypass union (and windowed flag) of the entries covering a normalised address, without
@@ -125,15 +144,29 @@ impl IpIndex {
     /// Takes the address by reference and never builds a new `IpAddr`: copying the 17-byte enum
     /// through the stack defeats store forwarding and serialises consecutive lookups.
     #[inline(always)]
-    fn bypass(&self, ip: &IpAddr) -> Option<u32> {
+    fn bypass(&self, ip: &IpAddr) -> u32 {
         match ip {
-            IpAddr::V4(a) => self.v4.lookup_with_payload(u32::from(*a)),
+            IpAddr::V4(a) => self.bypass_v4(u32::from(*a)),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.v4.lookup_with_payload(u32::from(v4)),
-                None => self.v6.lookup_with_payload(u128::from(*a)),
+                Some(v4) => self.bypass_v4(u32::from(v4)),
+                None => self
+                    .v6
+                    .lookup_with_payload(u128::from(*a))
+                    .map_or(0, |(_, payload)| payload),
             },
         }
-        .map(|(_, payload)| payload)
+    }
+
+    /// The summary for an IPv4 address, from the line map if there is one.
+    #[inline(always)]
+    fn bypass_v4(&self, key: u32) -> u32 {
+        match &self.summary_v4 {
+            Some(map) => map.get(key),
+            None => self
+                .v4
+                .lookup_with_payload(key)
+                .map_or(0, |(_, payload)| payload),
+        }
     }
 
     /// Look an address up. `ip` must already be normalised (IPv4-mapped → IPv4).
@@ -146,7 +179,9 @@ impl IpIndex {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.v4.heap_bytes() + self.v6.heap_bytes()
+        self.v4.heap_bytes()
+            + self.v6.heap_bytes()
+            + self.summary_v4.as_ref().map_or(0, LineMap::heap_bytes)
     }
 }
 
@@ -428,11 +463,13 @@ impl Snapshot {
     #[inline(always)]
     pub fn allow_bypass_for_ip(&self, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
         let index = &self.scopes[0].list(List::Allow).client_ip;
-        match index.bypass(&ip) {
-            None => CheckSet::EMPTY,
-            Some(payload) if payload & WINDOWED == 0 => CheckSet::from_bits(payload),
-            Some(_) => self.windowed_bypass(index, allowgate_types::normalize_ip(ip), now),
+        let summary = index.bypass(&ip);
+        // The flag is known before the lookup's cache miss, so without windowed entries the
+        // answer needs no test of its own.
+        if index.windowed && summary & WINDOWED != 0 {
+            return self.windowed_bypass(index, allowgate_types::normalize_ip(ip), now);
         }
+        CheckSet::from_bits(summary)
     }
 
     /// The slow path of [`Snapshot::allow_bypass_for_ip`]: check each entry's window.

@@ -1,0 +1,812 @@
+//! One cache line per lookup: the map behind the snapshot's IPv4 hot path.
+//!
+//! A [`LineMap`] maps every `u32` key to a `u32` value. It is built from *boundaries*
+//! `(key, value)`: the value holds from that key up to the next boundary, and a default holds
+//! below the first. Adjacent boundaries with the same value are merged, so a `/16` and a
+//! nested `/24` that grant the same checks cost nothing extra.
+//!
+//! # Why it exists
+//!
+//! [`IntervalMap`](crate::ipmap::IntervalMap) answers "which entries cover this address", which
+//! the full evaluation needs. The hot path (is this connecting IP allowed, and which checks may
+//! it skip) needs only a summary per address, and gets this map, shaped by what was measured on
+//! this project's VM (`BENCHMARKS.md`, `crates/bench`):
+//!
+//! * Random lookups into tens of megabytes are bounded by how many of them the CPU keeps in
+//!   flight, and what fills its scheduler is the instructions that wait on a lookup's cache
+//!   miss: a dozen of them per lookup allow ~10 ns per lookup, twice as many halve that.
+//! * A branch that waits on a missing line and is mispredicted throws away every lookup issued
+//!   after it: at 5% of lookups that alone doubled the cost.
+//!
+//! So a lookup reads one 64-byte line of the big array, picks the value inside it with a
+//! branch-free binary search over 16-bit keys, and its only branch on the line's contents is
+//! almost never taken.
+//!
+//! # Layout
+//!
+//! * A small *directory* (about 100 KiB at a million entries, so it stays in cache) cuts the
+//!   key space into regions of about [`DIR_SPAN`] boundaries: radix tables over the span of
+//!   their keys, nested where keys cluster.
+//! * Each region is a table of lines addressed directly by `(key - base)` scaled to its line
+//!   count, which is chosen for the region's density (about [`PER_LINE`] keys per line).
+//! * A leaf line holds a 32-bit start and up to 14 keys as 16-bit offsets from it, with 15
+//!   16-bit value ids (the value below, between and above the keys). 14 keys per line make a
+//!   line that overflows rare: at 5 keys per line on average, well under 1%.
+//! * A line whose keys do not fit (more than 14, or more than 65,533 apart) is a B-tree node
+//!   of up to 7 full separators and 8 children, themselves lines, found on a cold path.
+//! * Value ids index a small table of values; a map with more than 65,536 distinct values
+//!   is not built ([`LineMap::build`] returns `None`), and the caller keeps its slower path.
+//!
+//! # Example
+//!
+//! ```
+//! use allowgate_core::linemap::LineMap;
+//!
+//! // 0 below 10, 7 on [10, 20), 0 from 20.
+//! let map = LineMap::build(&[(10, 7), (20, 0)], 0).unwrap();
+//! assert_eq!(map.get(9), 0);
+//! assert_eq!(map.get(10), 7);
+//! assert_eq!(map.get(19), 7);
+//! assert_eq!(map.get(20), 0);
+//! ```
+
+use std::collections::HashMap;
+
+/// Keys a leaf line holds.
+const LEAF_KEYS: usize = 15;
+/// Separators a node line holds (it has one child more).
+const NODE_KEYS: usize = 7;
+/// Widest line of a line table, as a power of two: keys are 16-bit offsets into their line.
+const LINE_BITS: u32 = 16;
+/// Boundaries per directory region aimed at.
+const DIR_SPAN: usize = 256;
+/// A region with more boundaries than this is cut again by a nested directory table.
+const DIR_MAX: usize = 4 * DIR_SPAN;
+/// Most slots of one directory table.
+const DIR_SLOTS: usize = 1 << 13;
+/// Most lines of one table (2^22 lines, 256 MiB).
+const MAX_TABLE_LINES: usize = 1 << 22;
+/// Keys per line aimed at, densest first: a table takes the first density at which at most
+/// 1/100 of its keys sit in lines that need a node, or the one after which a sparser table no
+/// longer halves that share.
+const PER_LINE: [f64; 4] = [5.0, 3.5, 2.5, 1.75];
+/// A table offset with this bit set indexes directory slots, not lines.
+const DIR: u32 = 1 << 31;
+
+/// One 64-byte line.
+///
+/// A leaf of a line table whose lines are `2^shift` addresses wide (`shift <= 16`):
+/// `keys[0..15]` are the offsets into the line of up to 15 sorted keys, then `0xFFFF` padding,
+/// and `vals[i]` is the value id for an address with `i` keys at or below it (padding repeats
+/// the last value, so counting padding changes nothing). `keys[15]` is `0xFFFF`.
+///
+/// A node (`keys[15] == 0`), for a line with more than 15 keys: up to 7 sorted separators
+/// (offsets into the line, padded with `0xFFFF`) in `keys[0..7]`, and 8 children (line
+/// indices, the last repeated as padding) as pairs of `vals`. Its children are leaves or nodes
+/// over the same line's offsets.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line {
+    keys: [u16; 16],
+    vals: [u16; 16],
+}
+
+/// The two 16-bit halves of `value`, low first.
+fn halves(value: u32) -> [u16; 2] {
+    [(value & 0xFFFF) as u16, (value >> 16) as u16]
+}
+
+/// The 32-bit value of pair `i` of `halves` (`u32::MAX` past the end).
+fn pair(halves: &[u16], i: usize) -> u32 {
+    let low = halves.get(2 * i).copied().unwrap_or(0xFFFF);
+    let high = halves.get(2 * i + 1).copied().unwrap_or(0xFFFF);
+    u32::from(low) | u32::from(high) << 16
+}
+
+impl Line {
+    /// A leaf with key `offsets` (sorted, at most 15) and `ids` (one more than `offsets`).
+    fn leaf(offsets: &[u16], ids: &[u16]) -> Line {
+        let mut line = Line {
+            keys: [0xFFFF; 16],
+            vals: [ids.last().copied().unwrap_or(0); 16],
+        };
+        for (slot, &k) in line.keys.iter_mut().zip(offsets) {
+            *slot = k;
+        }
+        for (slot, &id) in line.vals.iter_mut().zip(ids) {
+            *slot = id;
+        }
+        line
+    }
+
+    /// A node with separator `offsets` (sorted, at most 7) and `children` (one more).
+    fn node(offsets: &[u16], children: &[u32]) -> Line {
+        let mut line = Line {
+            keys: [0xFFFF; 16],
+            vals: [0xFFFF; 16],
+        };
+        for (slot, &k) in line.keys.iter_mut().zip(offsets.iter().take(NODE_KEYS)) {
+            *slot = k;
+        }
+        let last = children.last().copied().unwrap_or(0);
+        for i in 0..=NODE_KEYS {
+            let [low, high] = halves(children.get(i).copied().unwrap_or(last));
+            line.vals[2 * i] = low;
+            line.vals[2 * i + 1] = high;
+        }
+        line.keys[15] = NODE;
+        line
+    }
+
+    /// Whether this is a node.
+    #[inline(always)]
+    fn is_node(&self) -> bool {
+        self.keys[15] == NODE
+    }
+
+    /// The value id at `offset` in a line-table leaf.
+    #[inline(always)]
+    fn pick(&self, offset: u16) -> u16 {
+        // Branch-free binary search over keys[0..15]: i = number of keys <= offset. (A count
+        // of all comparisons takes more instructions, and those wait on the line's miss.)
+        let k = &self.keys;
+        let mut i = if k[7] <= offset { 8 } else { 0 };
+        i += if k[i + 3] <= offset { 4 } else { 0 };
+        i += if k[i + 1] <= offset { 2 } else { 0 };
+        i += usize::from(k[i] <= offset);
+        self.vals[i & 15]
+    }
+
+    /// The child of a node to follow for `offset`.
+    fn child(&self, offset: u16) -> u32 {
+        let below = self
+            .keys
+            .iter()
+            .take(NODE_KEYS)
+            .filter(|&&k| k <= offset)
+            .count();
+        pair(&self.vals, below)
+    }
+}
+
+/// [`Line::keys`]`[15]` of a node (a leaf's is `0xFFFF`).
+const NODE: u16 = 0;
+
+/// A table of slots from `offset`: directory slots if `offset` has [`DIR`], else lines.
+///
+/// A directory table has `count` slots over the keys `lo..=hi`: the slot of a key is its
+/// distance from `lo`, scaled so that `hi` falls in the last slot or just before (keys outside
+/// get the first or last slot).
+///
+/// A line table has lines of `2^shift` keys (`shift <= 16`) from `lo`, and `limit` is its last
+/// distance from `lo`: a key's distance `d` (0 below `lo`, at most `limit`) gives its line,
+/// `d >> shift`, and its 16-bit offset into the line, `d & mask`.
+#[derive(Clone, Copy, Debug)]
+struct Table {
+    lo: u32,
+    shift: u32,
+    /// Directory: the scale factor. Lines: the offset mask.
+    mult: u32,
+    /// Directory: the slot count. Lines: the largest distance.
+    limit: u32,
+    offset: u32,
+}
+
+impl Table {
+    /// A directory table of `count` slots from directory slot `offset` over `lo..=hi`.
+    fn dir(lo: u32, hi: u32, count: usize, offset: usize) -> Table {
+        // Distances scaled so that hi - lo lands in [2^31, 2^32) (unless lo == hi).
+        let shift = (hi - lo).leading_zeros();
+        let top = u64::from(hi - lo) << shift;
+        let count = u32::try_from(count).unwrap_or(1).max(1);
+        // mult = count * 2^32 / (top + 1), so (top * mult) >> 32 < count; for count >= 2 and
+        // lo < hi, hi gets a later slot than lo (top >= 2^31).
+        let mult = (u128::from(count) << 32) / u128::from(top + 1);
+        Table {
+            lo,
+            shift,
+            mult: u32::try_from(mult).unwrap_or(u32::MAX),
+            limit: count,
+            offset: DIR | u32::try_from(offset).unwrap_or(0),
+        }
+    }
+
+    /// A line table from line `offset`: `count` lines of `2^shift` keys from `lo`.
+    fn lines(lo: u32, shift: u32, count: u64, offset: u32) -> Table {
+        let limit = (count << shift).saturating_sub(1).min(u64::from(u32::MAX));
+        Table {
+            lo,
+            shift,
+            mult: (1 << shift) - 1,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            offset,
+        }
+    }
+
+    /// The slot of `key` in a directory table.
+    #[inline(always)]
+    fn slot(&self, key: u32) -> usize {
+        let distance = u64::from(key.saturating_sub(self.lo)) << self.shift;
+        let scaled = (distance.min(1 << 32) * u64::from(self.mult)) >> 32;
+        // Below the slot count, a u32.
+        scaled.min(u64::from(self.limit.saturating_sub(1))) as usize
+    }
+
+    /// The line index and offset into it of `key` in a line table.
+    #[inline(always)]
+    fn line(&self, key: u32) -> (usize, u16) {
+        let distance = key.saturating_sub(self.lo).min(self.limit);
+        #[allow(clippy::cast_possible_truncation)]
+        let offset = (distance & self.mult) as u16;
+        (
+            self.offset as usize + (distance >> self.shift) as usize,
+            offset,
+        )
+    }
+}
+
+/// The line table shape for `bounds` (keys from `lo + 1`) at about `per_line` keys per line:
+/// (shift, count).
+fn line_shape(lo: u32, hi: u32, keys: usize, per_line: f64) -> (u32, u64) {
+    let span = u64::from(hi - lo) + 1;
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let wanted = ((keys as f64 / per_line).ceil() as u64).max(1);
+    // The narrowest power-of-two width giving at most `wanted` lines, but at most 2^16.
+    let width = span.div_ceil(wanted).next_power_of_two();
+    let shift = width.trailing_zeros().min(LINE_BITS);
+    (shift, span.div_ceil(1 << shift))
+}
+
+/// An even slot count of about `len / per_slot`, between 2 and `max`.
+fn slot_count(len: usize, per_slot: f64, max: usize) -> usize {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let wanted = (len as f64 / per_slot).ceil() as usize;
+    wanted.clamp(2, max).next_multiple_of(2)
+}
+
+/// Most lines a map may have per boundary (one line is 64 bytes); a map that would need more
+/// (keys too sparse for 16-bit offsets) is not built.
+const MAX_LINES_PER_KEY: f64 = 0.5;
+
+/// An immutable map from every `u32` to a `u32`. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct LineMap {
+    /// The top table (a directory table, or the only line table), over all keys.
+    root: Table,
+    /// Directory slots: the tables of the regions.
+    dir: Vec<Table>,
+    /// Lines of all line tables and B-tree nodes and their leaves.
+    lines: Vec<Line>,
+    /// Values by id.
+    values: Vec<u32>,
+}
+
+impl LineMap {
+    /// Builds the map from `boundaries`: `default` holds below the first boundary, and each
+    /// boundary's value from its key up to the next one. Unsorted or duplicate keys are sorted
+    /// and deduplicated (the last value given for a key wins).
+    ///
+    /// Returns `None` if there are more than 65,536 distinct values, or if the keys are so
+    /// sparse that the lines would take more than 32 bytes per key (then a search over the
+    /// keys is about as fast).
+    #[must_use]
+    pub fn build(boundaries: &[(u32, u32)], default: u32) -> Option<LineMap> {
+        let mut sorted: Vec<(u32, u32)> = boundaries.to_vec();
+        if !sorted.windows(2).all(|w| w[0].0 < w[1].0) {
+            // A stable sort keeps the given order of equal keys; keep the last of each run.
+            sorted.sort_by_key(|&(k, _)| k);
+            sorted.reverse();
+            sorted.dedup_by_key(|&mut (k, _)| k);
+            sorted.reverse();
+        }
+        // A boundary at 0 replaces the default: then every key is at least 1, and a line
+        // table can start one below its first key.
+        let default = match sorted.first() {
+            Some(&(0, value)) => value,
+            _ => default,
+        };
+        let mut builder = Builder {
+            dir: Vec::new(),
+            lines: Vec::new(),
+            values: Vec::new(),
+            ids: HashMap::new(),
+            blank: None,
+        };
+        // Keep only changes of value, and replace values by ids.
+        let default_id = builder.id(default)?;
+        let mut merged: Vec<(u32, u16)> = Vec::with_capacity(sorted.len());
+        let mut current = default;
+        for (k, v) in sorted {
+            if v != current && k != 0 {
+                merged.push((k, builder.id(v)?));
+                current = v;
+            }
+        }
+        let root = builder.region(&merged, default_id);
+        #[allow(clippy::cast_precision_loss)]
+        if builder.lines.len() > 16
+            && builder.lines.len() as f64 > MAX_LINES_PER_KEY * merged.len() as f64
+        {
+            return None;
+        }
+        let Builder {
+            mut dir,
+            mut lines,
+            mut values,
+            ..
+        } = builder;
+        dir.shrink_to_fit();
+        lines.shrink_to_fit();
+        values.shrink_to_fit();
+        Some(LineMap {
+            root,
+            dir,
+            lines,
+            values,
+        })
+    }
+
+    /// The line table for `key`.
+    #[inline(always)]
+    fn table(&self, key: u32) -> &Table {
+        let mut table = &self.root;
+        while table.offset & DIR != 0 {
+            match self
+                .dir
+                .get((table.offset & !DIR) as usize + table.slot(key))
+            {
+                Some(next) => table = next,
+                None => break, // unreachable: a directory table's slots exist
+            }
+        }
+        table
+    }
+
+    /// The value of `key`.
+    #[inline(always)]
+    #[must_use]
+    pub fn get(&self, key: u32) -> u32 {
+        let (index, offset) = self.table(key).line(key);
+        let Some(line) = self.lines.get(index) else {
+            return 0; // unreachable: a table's lines exist
+        };
+        let id = if line.is_node() {
+            self.descend(line, offset)
+        } else {
+            line.pick(offset)
+        };
+        self.values.get(usize::from(id)).copied().unwrap_or(0)
+    }
+
+    /// The cold path of [`LineMap::get`]: down a B-tree node to the leaf of `offset`.
+    #[inline(never)]
+    fn descend<'a>(&'a self, mut line: &'a Line, offset: u16) -> u16 {
+        while line.is_node() {
+            match self.lines.get(line.child(offset) as usize) {
+                Some(child) => line = child,
+                None => return 0,
+            }
+        }
+        line.pick(offset)
+    }
+
+    /// Number of lines a lookup of `key` reads (1, or more behind a B-tree node).
+    #[must_use]
+    pub fn lines_read(&self, key: u32) -> usize {
+        let (mut index, offset) = self.table(key).line(key);
+        let mut read = 0;
+        while let Some(line) = self.lines.get(index) {
+            read += 1;
+            if !line.is_node() {
+                break;
+            }
+            index = line.child(offset) as usize;
+        }
+        read
+    }
+
+    /// Heap bytes owned by the map.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<Line>()
+            + self.dir.capacity() * std::mem::size_of::<Table>()
+            + self.values.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Number of lines.
+    #[must_use]
+    pub fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Number of directory slots.
+    #[must_use]
+    pub fn dir_count(&self) -> usize {
+        self.dir.len()
+    }
+}
+
+struct Builder {
+    dir: Vec<Table>,
+    lines: Vec<Line>,
+    values: Vec<u32>,
+    ids: HashMap<u32, u16>,
+    /// The blank line table made for the last empty region, and its value id: consecutive
+    /// empty regions share it.
+    blank: Option<(u16, Table)>,
+}
+
+impl Builder {
+    /// The id of `value`, or `None` past 65,536 distinct values.
+    fn id(&mut self, value: u32) -> Option<u16> {
+        if let Some(&id) = self.ids.get(&value) {
+            return Some(id);
+        }
+        let id = u16::try_from(self.values.len()).ok()?;
+        self.values.push(value);
+        self.ids.insert(value, id);
+        Some(id)
+    }
+
+    /// Index the next pushed line gets.
+    fn next_line(&self) -> u32 {
+        u32::try_from(self.lines.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The table of a region holding `bounds` (sorted unique keys, all at least 1, value ids,
+    /// each differing from the one before), where id `carry` holds below the first key.
+    fn region(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
+        let (Some(&(lo, _)), Some(&(hi, _))) = (bounds.first(), bounds.last()) else {
+            if let Some((id, table)) = self.blank
+                && id == carry
+            {
+                return table;
+            }
+            let table = Table::lines(0, 0, 1, self.next_line());
+            self.lines.push(Line::leaf(&[], &[carry]));
+            self.blank = Some((carry, table));
+            return table;
+        };
+        if bounds.len() <= DIR_MAX {
+            return self.line_table(bounds, carry);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let count = slot_count(bounds.len(), DIR_SPAN as f64, DIR_SLOTS);
+        let offset = self.dir.len();
+        let table = Table::dir(lo, hi, count, offset);
+        self.dir
+            .extend(std::iter::repeat_n(Table::lines(0, 0, 1, 0), count));
+        let mut carry = carry;
+        let mut i = 0;
+        for slot in 0..count {
+            let mut end = i;
+            while bounds.get(end).is_some_and(|&(k, _)| table.slot(k) == slot) {
+                end += 1;
+            }
+            let run = bounds.get(i..end).unwrap_or(&[]);
+            // Every run is shorter than `bounds` (the first key gets slot 0, the last a later
+            // one), so the recursion ends.
+            let sub = self.region(run, carry);
+            if let Some(s) = self.dir.get_mut(offset + slot) {
+                *s = sub;
+            }
+            carry = run.last().map_or(carry, |&(_, v)| v);
+            i = end;
+        }
+        table
+    }
+
+    /// A table of lines over `bounds` (at least one key, all at least 1), from one below the
+    /// first key (so that keys below the table, which get offset 0 of its first line, count
+    /// none of its keys).
+    fn line_table(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
+        let (lo, hi) = match (bounds.first(), bounds.last()) {
+            (Some(&(first, _)), Some(&(last, _))) => (first.saturating_sub(1), last),
+            _ => (0, 0),
+        };
+        let offset = self.next_line();
+        // The densest shape with at most 1/400 of the keys in lines that need a node, else
+        // the one with the fewest such keys (the densest of those within 20% of the fewest: a
+        // cluster of keys in one spot stays crowded however many lines there are, and nodes
+        // take care of it).
+        let mut shapes: Vec<(Table, usize)> = Vec::with_capacity(PER_LINE.len());
+        for per_line in PER_LINE {
+            let (shift, count) = line_shape(lo, hi, bounds.len(), per_line);
+            let candidate = Table::lines(lo, shift, count.min(MAX_TABLE_LINES as u64), offset);
+            let overflow = Self::overflow(&candidate, bounds);
+            shapes.push((candidate, overflow));
+            if overflow * 400 <= bounds.len() {
+                break;
+            }
+        }
+        let fewest = shapes.iter().map(|&(_, o)| o).min().unwrap_or(0);
+        let best = shapes
+            .iter()
+            .find(|&&(_, o)| o * 400 <= bounds.len() || o * 5 <= fewest * 6)
+            .copied();
+        let table = best.map_or(Table::lines(lo, LINE_BITS, 1, offset), |(t, _)| t);
+        let count = (table.limit >> table.shift) as usize + 1;
+        let base = offset as usize;
+        self.lines
+            .extend(std::iter::repeat_n(Line::leaf(&[], &[carry]), count));
+        let mut carry = carry;
+        let mut i = 0;
+        let mut offsets: Vec<(u16, u16)> = Vec::new();
+        while let Some(&(first, _)) = bounds.get(i) {
+            let (index, _) = table.line(first);
+            offsets.clear();
+            let mut end = i;
+            while let Some(&(k, v)) = bounds.get(end) {
+                let (at, offset) = table.line(k);
+                if at != index {
+                    break;
+                }
+                offsets.push((offset, v));
+                end += 1;
+            }
+            let line = if offsets.len() <= LEAF_KEYS {
+                Self::leaf(&offsets, carry)
+            } else {
+                self.node(&offsets, carry)
+            };
+            if let Some(slot) = self.lines.get_mut(index) {
+                *slot = line;
+            }
+            carry = offsets.last().map_or(carry, |&(_, v)| v);
+            // Lines between this run and the next hold no key: they carry the new value.
+            let next = bounds
+                .get(end)
+                .map_or(base + count, |&(k, _)| table.line(k).0);
+            let blank = Line::leaf(&[], &[carry]);
+            for slot in self
+                .lines
+                .iter_mut()
+                .skip(index + 1)
+                .take(next.saturating_sub(index + 1))
+            {
+                *slot = blank;
+            }
+            i = end;
+        }
+        table
+    }
+
+    /// Number of `bounds` in lines of `table` with more than [`LEAF_KEYS`] keys.
+    fn overflow(table: &Table, bounds: &[(u32, u16)]) -> usize {
+        let mut overflow = 0;
+        let mut run = 0;
+        let mut previous = None;
+        for &(k, _) in bounds {
+            let line = Some(table.line(k).0);
+            if line == previous {
+                run += 1;
+            } else {
+                if run > LEAF_KEYS {
+                    overflow += run;
+                }
+                run = 1;
+                previous = line;
+            }
+        }
+        if run > LEAF_KEYS {
+            overflow += run;
+        }
+        overflow
+    }
+
+    /// A node over `run` (offsets into one line and ids; id `carry` below the first): leaves
+    /// of up to 15 keys (pushed now) under nodes of up to 8 children, up to one node, which
+    /// is returned.
+    fn node(&mut self, run: &[(u16, u16)], carry: u16) -> Line {
+        // Each level keeps (first offset, line index) per line.
+        let mut level: Vec<(u16, u32)> = Vec::new();
+        let mut carry_here = carry;
+        for part in run.chunks(LEAF_KEYS) {
+            let index = self.next_line();
+            self.lines.push(Self::leaf(part, carry_here));
+            level.push((part.first().map_or(0, |&(k, _)| k), index));
+            carry_here = part.last().map_or(carry_here, |&(_, v)| v);
+        }
+        loop {
+            let nodes: Vec<(u16, Line)> = level
+                .chunks(NODE_KEYS + 1)
+                .map(|group| {
+                    let separators: Vec<u16> = group.iter().skip(1).map(|&(k, _)| k).collect();
+                    let children: Vec<u32> = group.iter().map(|&(_, i)| i).collect();
+                    let first = group.first().map_or(0, |&(k, _)| k);
+                    (first, Line::node(&separators, &children))
+                })
+                .collect();
+            if let [(_, node)] = nodes.as_slice() {
+                return *node;
+            }
+            level = nodes
+                .into_iter()
+                .map(|(first, node)| {
+                    let index = self.next_line();
+                    self.lines.push(node);
+                    (first, index)
+                })
+                .collect();
+        }
+    }
+
+    /// A leaf over `run` (offsets and ids, at most 15), with id `carry` below the first.
+    fn leaf(run: &[(u16, u16)], carry: u16) -> Line {
+        let offsets: Vec<u16> = run.iter().map(|&(k, _)| k).collect();
+        let ids: Vec<u16> = std::iter::once(carry)
+            .chain(run.iter().map(|&(_, v)| v))
+            .collect();
+        Line::leaf(&offsets, &ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the last boundary at or below `key` (`bounds` sorted, unique keys).
+    fn naive(bounds: &[(u32, u32)], default: u32, key: u32) -> u32 {
+        match bounds.partition_point(|&(k, _)| k <= key) {
+            0 => default,
+            n => bounds[n - 1].1,
+        }
+    }
+
+    /// Builds the map; if it is built, checks it against the naive answer on `keys`.
+    fn check(bounds: &[(u32, u32)], default: u32, keys: &[u32]) -> Option<LineMap> {
+        let map = LineMap::build(bounds, default)?;
+        for &k in keys {
+            assert_eq!(map.get(k), naive(bounds, default, k), "key {k}");
+        }
+        Some(map)
+    }
+
+    /// Every boundary, its neighbours, the extremes and `extra` random keys.
+    fn probes(bounds: &[(u32, u32)], x: &mut u64, extra: usize) -> Vec<u32> {
+        let mut keys: Vec<u32> = (0..extra).map(|_| xorshift(x) as u32).collect();
+        for &(k, _) in bounds {
+            keys.extend([k.wrapping_sub(1), k, k.wrapping_add(1)]);
+        }
+        keys.extend([0, 1, u32::MAX - 1, u32::MAX]);
+        keys
+    }
+
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    #[test]
+    fn line_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Line>(), 64);
+        assert_eq!(std::mem::align_of::<Line>(), 64);
+    }
+
+    #[test]
+    fn empty_single_and_extremes() {
+        let keys = [0, 1, 6, 7, 8, u32::MAX - 1, u32::MAX];
+        let m = check(&[], 5, &keys).unwrap();
+        assert_eq!(m.line_count(), 1);
+        check(&[(0, 3)], 5, &keys).unwrap();
+        check(&[(0, 3), (1, 4)], 5, &keys).unwrap();
+        check(&[(u32::MAX, 3)], 5, &keys).unwrap();
+        check(&[(u32::MAX - 1, 3), (u32::MAX, 4)], 5, &keys).unwrap();
+        check(&[(7, 3), (8, 4)], 5, &keys).unwrap();
+    }
+
+    #[test]
+    fn a_few_keys_far_apart_are_refused_not_wrong() {
+        // Two keys 2^32 apart would need 65,536 lines of 16-bit offsets.
+        assert!(LineMap::build(&[(7, 3), (u32::MAX, 4)], 5).is_none());
+    }
+
+    #[test]
+    fn equal_values_merge() {
+        let m = check(
+            &[(10, 1), (20, 1), (30, 0), (40, 1)],
+            0,
+            &[9, 10, 25, 30, 45],
+        )
+        .unwrap();
+        assert_eq!(m.line_count(), 1);
+    }
+
+    #[test]
+    fn unsorted_input_last_value_wins() {
+        // (check() wants sorted input: this one is not.)
+        let m = LineMap::build(&[(30, 3), (10, 1), (10, 2)], 0).unwrap();
+        assert_eq!(m.get(10), 2);
+        assert_eq!(m.get(35), 3);
+    }
+
+    #[test]
+    fn too_many_distinct_values_is_refused() {
+        let bounds: Vec<(u32, u32)> = (0..70_000).map(|i| (i * 10, i + 1)).collect();
+        assert!(LineMap::build(&bounds, 0).is_none());
+        let bounds: Vec<(u32, u32)> = (0..65_535).map(|i| (i * 10, i + 1)).collect();
+        check(&bounds, 0, &[0, 5, 10, 654_339, 654_340, u32::MAX]).unwrap();
+    }
+
+    #[test]
+    fn crowded_lines_use_nodes() {
+        // 900 consecutive keys among 100 others spread over 2^20: one line table whose
+        // crowded lines become B-trees.
+        let mut bounds: Vec<(u32, u32)> = (0..900).map(|i| (500_000 + i, i % 3)).collect();
+        bounds.extend((0..100).map(|i| (i * 10_000 + 3, 5 + i % 2)));
+        bounds.sort_unstable();
+        bounds.dedup_by_key(|b| b.0);
+        let mut x = 7;
+        let keys = probes(&bounds, &mut x, 1000);
+        let map = check(&bounds, 9, &keys).unwrap();
+        assert_eq!(map.dir_count(), 0);
+        assert!(
+            keys.iter().any(|&k| map.lines_read(k) >= 3),
+            "expected a deep B-tree"
+        );
+    }
+
+    #[test]
+    fn dense_random_keys_are_built_and_agree() {
+        let mut x = 0x1234_5678_9abc_def0;
+        for round in 0..12 {
+            let n = [20, 1000, 5000, 40_000][round % 4];
+            // Keys over 2^22 .. 2^26 addresses, some in clusters.
+            let range = 1u64 << (22 + round % 5);
+            let mut bounds: Vec<(u32, u32)> = (0..n)
+                .map(|i| {
+                    let r = xorshift(&mut x);
+                    let k = if i % 5 == 0 {
+                        (r >> 8) % 4096 + 77_777
+                    } else {
+                        r % range
+                    };
+                    (k as u32, (r >> 40) as u32 % 7)
+                })
+                .collect();
+            bounds.sort_unstable_by_key(|b| b.0);
+            bounds.dedup_by_key(|b| b.0);
+            let keys = probes(&bounds, &mut x, 3000);
+            let map = check(&bounds, 9, &keys);
+            // Built whenever 16-bit offsets need at most a line per two keys.
+            let dense = range <= (n as u64) * (1 << 15);
+            assert!(
+                map.is_some() || !dense,
+                "round {round}: {n} keys over {range}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_keys_anywhere_agree_when_built() {
+        let mut x = 0x0bad_5eed;
+        for round in 0..24 {
+            let n = [0, 1, 2, 15, 16, 50, 1000, 5000][round % 8];
+            let mut bounds: Vec<(u32, u32)> = (0..n)
+                .map(|_| {
+                    let r = xorshift(&mut x);
+                    let k = if round % 2 == 0 {
+                        r as u32
+                    } else {
+                        ((r as u32) & 0x0300_0000) | ((r >> 32) as u32 & 0xFFF)
+                    };
+                    (k, (r >> 40) as u32 % 5)
+                })
+                .collect();
+            bounds.sort_unstable_by_key(|b| b.0);
+            bounds.dedup_by_key(|b| b.0);
+            let keys = probes(&bounds, &mut x, 2000);
+            check(&bounds, 9, &keys);
+        }
+    }
+}
