@@ -12,30 +12,36 @@
 //! it skip) needs only a summary per address, and gets this map, shaped by what was measured on
 //! this project's VM (`BENCHMARKS.md`, `crates/bench`):
 //!
-//! * Random lookups into tens of megabytes are bounded by how many of them the CPU keeps in
-//!   flight, and what fills its scheduler is the instructions that wait on a lookup's cache
-//!   miss: a dozen of them per lookup allow ~10 ns per lookup, twice as many halve that.
-//! * A branch that waits on a missing line and is mispredicted throws away every lookup issued
-//!   after it: at 5% of lookups that alone doubled the cost.
+//! * Independent random lookups into tens of megabytes are bounded by how many of them the CPU
+//!   keeps in flight, and what fills its scheduler is the instructions that wait on a lookup's
+//!   cache miss. Loading one random line costs ~12 ns per lookup here; each instruction that
+//!   waits on it adds roughly half a nanosecond.
+//! * A mispredicted branch that waits on a missing line throws away every lookup issued after
+//!   it: with 2% of lookups taking such a branch, the cost rose by a fifth.
 //!
-//! So a lookup reads one 64-byte line of the big array, picks the value inside it with a
-//! branch-free binary search over 16-bit keys, and its only branch on the line's contents is
-//! almost never taken.
+//! So a lookup reads one 64-byte line of the big array and picks the value inside it with a
+//! branch-free binary search over 16-bit keys; its only branch on the line's contents (is it a
+//! B-tree node?) is taken by well under 1% of lookups on the benchmark data.
 //!
 //! # Layout
 //!
 //! * A small *directory* (about 100 KiB at a million entries, so it stays in cache) cuts the
-//!   key space into regions of about [`DIR_SPAN`] boundaries: radix tables over the span of
-//!   their keys, nested where keys cluster.
-//! * Each region is a table of lines addressed directly by `(key - base)` scaled to its line
-//!   count, which is chosen for the region's density (about [`PER_LINE`] keys per line).
-//! * A leaf line holds a 32-bit start and up to 14 keys as 16-bit offsets from it, with 15
-//!   16-bit value ids (the value below, between and above the keys). 14 keys per line make a
-//!   line that overflows rare: at 5 keys per line on average, well under 1%.
-//! * A line whose keys do not fit (more than 14, or more than 65,533 apart) is a B-tree node
-//!   of up to 7 full separators and 8 children, themselves lines, found on a cold path.
-//! * Value ids index a small table of values; a map with more than 65,536 distinct values
-//!   is not built ([`LineMap::build`] returns `None`), and the caller keeps its slower path.
+//!   key space into regions of about 256 keys: tables over the span of their keys,
+//!   nested where keys cluster.
+//! * Each region is a table of lines of `2^shift` addresses (`shift <= 16`) from one below
+//!   its first key; the line count follows the region's density (about 5 keys per
+//!   line, sparser where that leaves lines overflowing). A key's distance from the table start
+//!   gives its line and its 16-bit offset into the line before the line is loaded.
+//! * A leaf line holds up to 15 sorted key offsets and 16 value ids (the value below, between
+//!   and above the keys).
+//! * A line with more than 15 keys is a B-tree node over leaves of the same line's offsets,
+//!   found on a cold path.
+//! * Value ids index a small table of values.
+//!
+//! [`LineMap::build`] returns `None` when there are more than 65,536 distinct values, or when
+//! the keys are too sparse for 16-bit offsets (the lines would take more than 32 bytes per
+//! key); the snapshot then keeps the interval map's summaries for that index. At a million
+//! benchmark entries the map takes about 15 bytes per IPv4 boundary (20 MB).
 //!
 //! # Example
 //!

@@ -493,3 +493,67 @@ impl Snapshot {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allowgate_types::{EntryKind, EntrySpec};
+
+    fn snapshot(values: impl Iterator<Item = String>) -> Snapshot {
+        let entries: Vec<Entry> = values
+            .enumerate()
+            .map(|(i, value)| {
+                let spec = EntrySpec {
+                    list: Some(List::Allow),
+                    kind: Some(EntryKind::Ip),
+                    value,
+                    checks: Some(CheckSet::from_bits(1)),
+                    force: true,
+                    ..Default::default()
+                };
+                let (entry, _) = spec.validate().unwrap_or_else(|e| panic!("{e:?}"));
+                Entry {
+                    id: EntryId(i64::try_from(i).unwrap_or(0) + 1),
+                    entry,
+                    created_at: chrono::Utc::now(),
+                    created_by: "test".into(),
+                }
+            })
+            .collect();
+        Snapshot::compile(
+            1,
+            PolicyConfig::default(),
+            &[],
+            entries,
+            &Default::default(),
+        )
+        .0
+    }
+
+    /// The IPv4 hot path uses a line map where keys are dense enough for 16-bit offsets, and
+    /// the interval map's summaries elsewhere (`tests/snapshot_prop.rs` checks both answers).
+    #[test]
+    fn line_map_is_used_for_dense_ipv4_only() {
+        let dense = snapshot((0..2000u32).map(|i| format!("10.0.{}.{}", i / 200, i % 200)));
+        assert!(
+            dense.scopes[0]
+                .list(List::Allow)
+                .client_ip
+                .summary_v4
+                .is_some()
+        );
+        let sparse = snapshot((0..2000u32).map(|i| {
+            format!(
+                "{}",
+                std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761))
+            )
+        }));
+        assert!(
+            sparse.scopes[0]
+                .list(List::Allow)
+                .client_ip
+                .summary_v4
+                .is_none()
+        );
+    }
+}

@@ -151,3 +151,96 @@ proptest! {
         }
     }
 }
+
+/// A deterministic xorshift for the larger, non-proptest cases below.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Thousands of IPv4 entries, dense (all in 10.0.0.0/12, where the hot path uses a line map)
+/// or spread over the whole space (where it falls back to the interval map), some windowed:
+/// `allow_bypass_for_ip` equals the naive union at every probe.
+#[test]
+fn allow_bypass_for_ip_agrees_on_dense_and_sparse_ipv4() {
+    let windows = [
+        Window::None,
+        Window::None,
+        Window::None,
+        Window::Expired,
+        Window::Current,
+    ];
+    for (seed, dense) in [(1u64, true), (2, false)] {
+        let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed;
+        let mut entries = Vec::new();
+        for i in 0..3000u64 {
+            let r = xorshift(&mut x);
+            let base = if dense {
+                0x0A00_0000 | (r as u32 & 0x000F_FFFF)
+            } else {
+                r as u32
+            };
+            let value = match i % 3 {
+                0 => format!("{}", Ipv4Addr::from(base)),
+                1 => format!("{}/{}", Ipv4Addr::from(base), 20 + (r >> 40) % 13),
+                _ => format!(
+                    "{}-{}",
+                    Ipv4Addr::from(base),
+                    Ipv4Addr::from(base.saturating_add((r >> 32) as u32 % 5000))
+                ),
+            };
+            let checks = CheckSet::from_bits(1 << ((r >> 50) % 19));
+            let w = &windows[(r >> 20) as usize % windows.len()];
+            entries.push(entry(
+                i as i64 + 1,
+                List::Allow,
+                EntryKind::Ip,
+                &value,
+                checks,
+                w,
+            ));
+        }
+        let config = PolicyConfig::default();
+        let (snapshot, _) =
+            Snapshot::compile(1, config.clone(), &[], entries.clone(), &Default::default());
+        let ranges: Vec<(allowgate_types::IpRange, CheckSet, bool)> = entries
+            .iter()
+            .map(|e| {
+                let EntryValue::Ip(r) = &e.entry.value else {
+                    unreachable!()
+                };
+                let bypass = e.entry.checks.resolve(config.never_bypass);
+                (*r, bypass, e.entry.is_active_at(now()))
+            })
+            .collect();
+        for probe in 0..6000 {
+            let r = xorshift(&mut x);
+            let q = if probe % 2 == 0 {
+                // Near an entry's start: inside, at or just outside its edges.
+                let EntryValue::Ip(range) = &entries[r as usize % entries.len()].entry.value else {
+                    unreachable!()
+                };
+                let allowgate_types::IpBounds::V4(start, _) = range.bounds() else {
+                    unreachable!()
+                };
+                let delta = (r >> 32) as u32 % 300;
+                IpAddr::V4(Ipv4Addr::from(start.wrapping_add(delta).wrapping_sub(2)))
+            } else if dense {
+                IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | (r as u32 & 0x000F_FFFF)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(r as u32))
+            };
+            let want = ranges
+                .iter()
+                .filter(|(range, _, active)| *active && range.contains(q))
+                .fold(CheckSet::EMPTY, |acc, (_, bypass, _)| acc.union(*bypass));
+            assert_eq!(
+                snapshot.allow_bypass_for_ip(q, now()),
+                want,
+                "dense {dense} query {q}"
+            );
+        }
+    }
+}
