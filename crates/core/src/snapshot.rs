@@ -92,7 +92,8 @@ pub(crate) struct IpIndex {
     v4: IntervalMap<u32>,
     v6: IntervalMap<u128>,
     /// `None` when the summaries have more distinct values than a line map takes, or the keys
-    /// are too sparse for it.
+    /// are too sparse for it, and for indexes nobody asks for summaries (block and ignore lists,
+    /// body IPs).
     summary_v4: Option<LineMap>,
     /// Whether any entry here has a validity window (then summaries may carry [`WINDOWED`]).
     windowed: bool,
@@ -105,7 +106,8 @@ pub(crate) struct IpHit<'a> {
 }
 
 impl IpIndex {
-    fn build(items: Vec<(IpBounds, u32)>, entries: &[CompiledEntry]) -> IpIndex {
+    /// Builds the index; with `summaries`, also the IPv4 line map of bypass summaries.
+    fn build(items: Vec<(IpBounds, u32)>, entries: &[CompiledEntry], summaries: bool) -> IpIndex {
         let items_windowed = items
             .iter()
             .any(|&(_, label)| entries.get(label as usize).is_some_and(|e| e.windowed));
@@ -127,13 +129,18 @@ impl IpIndex {
         let mut v6 = IntervalMap::build(v6);
         v4.set_payloads(summary);
         v6.set_payloads(summary);
-        let boundaries: Vec<(u32, u32)> = v4
-            .intervals()
-            .map(|(start, set)| (start, set.map_or(0, |(_, payload)| payload)))
-            .collect();
+        let summary_v4 = summaries
+            .then(|| {
+                let boundaries: Vec<(u32, u32)> = v4
+                    .intervals()
+                    .map(|(start, set)| (start, set.map_or(0, |(_, payload)| payload)))
+                    .collect();
+                LineMap::build(&boundaries, 0)
+            })
+            .flatten();
         IpIndex {
             windowed: items_windowed,
-            summary_v4: LineMap::build(&boundaries, 0),
+            summary_v4,
             v4,
             v6,
         }
@@ -417,8 +424,10 @@ impl Snapshot {
         for (scope, lists) in pending.into_iter().enumerate() {
             for (slot, p) in lists.into_iter().enumerate() {
                 let idx = &mut scopes[scope].lists[slot];
-                idx.client_ip = IpIndex::build(p.client_ip, &compiled);
-                idx.body_ip = IpIndex::build(p.body_ip, &compiled);
+                // Only allow lists are asked for bypass summaries by client IP.
+                let summaries = slot == list_slot(List::Allow);
+                idx.client_ip = IpIndex::build(p.client_ip, &compiled, summaries);
+                idx.body_ip = IpIndex::build(p.body_ip, &compiled, false);
             }
         }
         let snapshot = Snapshot {
