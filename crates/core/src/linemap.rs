@@ -72,9 +72,9 @@ const DIR_MAX: usize = 4 * DIR_SPAN;
 const DIR_SLOTS: usize = 1 << 13;
 /// Most lines of one table (2^22 lines, 256 MiB).
 const MAX_TABLE_LINES: usize = 1 << 22;
-/// Keys per line aimed at, densest first: a table takes the first density at which at most
-/// 1/100 of its keys sit in lines that need a node, or the one after which a sparser table no
-/// longer halves that share.
+/// Keys per line tried for a line table, densest first: it takes the first density at which
+/// at most 1/400 of its keys sit in lines that need a node, else the densest whose share of such
+/// keys is within 20% of the fewest (see [`Builder::line_table`]).
 const PER_LINE: [f64; 4] = [5.0, 3.5, 2.5, 1.75];
 /// A table offset with this bit set indexes directory slots, not lines.
 const DIR: u32 = 1 << 31;
