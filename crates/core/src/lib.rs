@@ -30,6 +30,7 @@ pub mod ipmap;
 pub mod linemap;
 mod message;
 mod snapshot;
+pub mod v6map;
 mod verdict;
 
 pub use evaluate::{Context, evaluate};

@@ -43,6 +43,14 @@
 //! key); the snapshot then keeps the interval map's summaries for that index. At a million
 //! benchmark entries the map takes about 15 bytes per IPv4 boundary (20 MB).
 //!
+//! # Wide lines
+//!
+//! The same directory and line tables also come with *wide* lines (crate-internal, used by
+//! [`V6Map`](crate::v6map::V6Map)): 7 keys of 32 bits per line and lines up to 2^31 keys
+//! wide, for keys spread too thinly for 16-bit offsets (IPv6 networks under a `/32`), at
+//! about 2.5 keys per line or fewer. One store (`Lines`) can hold many maps, each known by
+//! its root table.
+//!
 //! # Example
 //!
 //! ```
@@ -57,13 +65,8 @@
 //! ```
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 
-/// Keys a leaf line holds.
-const LEAF_KEYS: usize = 15;
-/// Separators a node line holds (it has one child more).
-const NODE_KEYS: usize = 7;
-/// Widest line of a line table, as a power of two: keys are 16-bit offsets into their line.
-const LINE_BITS: u32 = 16;
 /// Boundaries per directory region aimed at.
 const DIR_SPAN: usize = 256;
 /// A region with more boundaries than this is cut again by a nested directory table.
@@ -72,19 +75,55 @@ const DIR_MAX: usize = 4 * DIR_SPAN;
 const DIR_SLOTS: usize = 1 << 13;
 /// Most lines of one table (2^22 lines, 256 MiB).
 const MAX_TABLE_LINES: usize = 1 << 22;
-/// Keys per line tried for a line table, densest first: it takes the first density at which
-/// at most 1/400 of its keys sit in lines that need a node, else the densest whose share of such
-/// keys is within 20% of the fewest (see [`Builder::line_table`]).
-const PER_LINE: [f64; 4] = [5.0, 3.5, 2.5, 1.75];
+/// Separators a node line holds (it has one child more).
+const NODE_KEYS: usize = 7;
 /// A table offset with this bit set indexes directory slots, not lines.
 const DIR: u32 = 1 << 31;
 
-/// One 64-byte line.
+mod sealed {
+    /// Prevents implementations of [`super::Format`] outside this module.
+    pub trait Sealed {}
+    impl Sealed for super::Narrow {}
+    impl Sealed for super::Wide {}
+}
+
+/// The line format of a [`Lines`] store: [`Narrow`] or [`Wide`]. Keys are `u32` either way;
+/// a key's offset into its line is handled as a `u32` below `2^LINE_BITS`.
+pub(crate) trait Format: sealed::Sealed + Copy + Debug + Send + Sync + 'static {
+    /// The 64-byte line.
+    type Line: Copy + Debug + Send + Sync + 'static;
+    /// Keys a leaf line holds.
+    const LEAF_KEYS: usize;
+    /// Widest line of a line table, as a power of two.
+    const LINE_BITS: u32;
+    /// Keys per line tried for a line table, densest first (see [`LinesBuilder::line_table`]).
+    const PER_LINE: [f64; 4];
+    /// A leaf with key `offsets` (sorted, at most `LEAF_KEYS`) and `ids` (one more).
+    fn leaf(offsets: &[u32], ids: &[u16]) -> Self::Line;
+    /// A node with separator `offsets` (sorted, at most 7) and `children` (one more).
+    fn node(offsets: &[u32], children: &[u32]) -> Self::Line;
+    /// Whether `line` is a node.
+    fn is_node(line: &Self::Line) -> bool;
+    /// The value id at `offset` in a leaf.
+    fn pick(line: &Self::Line, offset: u32) -> u16;
+    /// The child of a node to follow for `offset`.
+    fn child(line: &Self::Line, offset: u32) -> u32;
+}
+
+/// Lines of up to 2^16 keys: 16-bit offsets, 15 keys per line (the IPv4 hot path).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Narrow;
+
+/// Lines of up to 2^31 keys: 32-bit offsets, 7 keys per line (keys spread thinly, as IPv6
+/// networks under a `/32`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wide;
+
+/// A [`Narrow`] line.
 ///
-/// A leaf of a line table whose lines are `2^shift` addresses wide (`shift <= 16`):
-/// `keys[0..15]` are the offsets into the line of up to 15 sorted keys, then `0xFFFF` padding,
-/// and `vals[i]` is the value id for an address with `i` keys at or below it (padding repeats
-/// the last value, so counting padding changes nothing). `keys[15]` is `0xFFFF`.
+/// A leaf: `keys[0..15]` are the offsets into the line of up to 15 sorted keys, then `0xFFFF`
+/// padding, and `vals[i]` is the value id for an address with `i` keys at or below it (padding
+/// repeats the last value, so counting padding changes nothing). `keys[15]` is `0xFFFF`.
 ///
 /// A node (`keys[15] == 0`), for a line with more than 15 keys: up to 7 sorted separators
 /// (offsets into the line, padded with `0xFFFF`) in `keys[0..7]`, and 8 children (line
@@ -92,9 +131,19 @@ const DIR: u32 = 1 << 31;
 /// over the same line's offsets.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
-struct Line {
+pub(crate) struct NarrowLine {
     keys: [u16; 16],
     vals: [u16; 16],
+}
+
+/// A [`Wide`] line: as a [`NarrowLine`] with 7 keys of 32 bits (`keys[7]` is `u32::MAX` in a
+/// leaf, 0 in a node) and 8 value ids; a node's children are `vals[i] | high[i] << 16`.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct WideLine {
+    keys: [u32; 8],
+    vals: [u16; 8],
+    high: [u16; 8],
 }
 
 /// The two 16-bit halves of `value`, low first.
@@ -102,37 +151,43 @@ fn halves(value: u32) -> [u16; 2] {
     [(value & 0xFFFF) as u16, (value >> 16) as u16]
 }
 
-/// The 32-bit value of pair `i` of `halves` (`u32::MAX` past the end).
-fn pair(halves: &[u16], i: usize) -> u32 {
-    let low = halves.get(2 * i).copied().unwrap_or(0xFFFF);
-    let high = halves.get(2 * i + 1).copied().unwrap_or(0xFFFF);
-    u32::from(low) | u32::from(high) << 16
+/// Copies `from` into the front of `to` and fills the rest with `pad`.
+fn fill<T: Copy>(to: &mut [T], from: &[T], pad: T) {
+    for (i, slot) in to.iter_mut().enumerate() {
+        *slot = from.get(i).copied().unwrap_or(pad);
+    }
 }
 
-impl Line {
-    /// A leaf with key `offsets` (sorted, at most 15) and `ids` (one more than `offsets`).
-    fn leaf(offsets: &[u16], ids: &[u16]) -> Line {
-        let mut line = Line {
+/// The number of `keys` at or below `offset` (for nodes, off the hot path).
+fn count_at_or_below<T: Copy + PartialOrd>(keys: &[T], offset: T) -> usize {
+    keys.iter().filter(|&&k| k <= offset).count()
+}
+
+impl Format for Narrow {
+    type Line = NarrowLine;
+    const LEAF_KEYS: usize = 15;
+    const LINE_BITS: u32 = 16;
+    const PER_LINE: [f64; 4] = [5.0, 3.5, 2.5, 1.75];
+
+    fn leaf(offsets: &[u32], ids: &[u16]) -> NarrowLine {
+        let mut line = NarrowLine {
             keys: [0xFFFF; 16],
-            vals: [ids.last().copied().unwrap_or(0); 16],
+            vals: [0; 16],
         };
-        for (slot, &k) in line.keys.iter_mut().zip(offsets) {
-            *slot = k;
+        for (slot, &k) in line.keys.iter_mut().zip(offsets.iter().take(15)) {
+            *slot = narrow(k);
         }
-        for (slot, &id) in line.vals.iter_mut().zip(ids) {
-            *slot = id;
-        }
+        fill(&mut line.vals, ids, ids.last().copied().unwrap_or(0));
         line
     }
 
-    /// A node with separator `offsets` (sorted, at most 7) and `children` (one more).
-    fn node(offsets: &[u16], children: &[u32]) -> Line {
-        let mut line = Line {
+    fn node(offsets: &[u32], children: &[u32]) -> NarrowLine {
+        let mut line = NarrowLine {
             keys: [0xFFFF; 16],
             vals: [0xFFFF; 16],
         };
         for (slot, &k) in line.keys.iter_mut().zip(offsets.iter().take(NODE_KEYS)) {
-            *slot = k;
+            *slot = narrow(k);
         }
         let last = children.last().copied().unwrap_or(0);
         for i in 0..=NODE_KEYS {
@@ -140,43 +195,97 @@ impl Line {
             line.vals[2 * i] = low;
             line.vals[2 * i + 1] = high;
         }
-        line.keys[15] = NODE;
+        line.keys[15] = 0;
         line
     }
 
-    /// Whether this is a node.
     #[inline(always)]
-    fn is_node(&self) -> bool {
-        self.keys[15] == NODE
+    fn is_node(line: &NarrowLine) -> bool {
+        line.keys[15] == 0
     }
 
-    /// The value id at `offset` in a line-table leaf.
     #[inline(always)]
-    fn pick(&self, offset: u16) -> u16 {
+    fn pick(line: &NarrowLine, offset: u32) -> u16 {
         // Branch-free binary search over keys[0..15]: i = number of keys <= offset. (A count
         // of all comparisons takes more instructions, and those wait on the line's miss.)
-        let k = &self.keys;
+        let offset = narrow(offset);
+        let k = &line.keys;
         let mut i = if k[7] <= offset { 8 } else { 0 };
         i += if k[i + 3] <= offset { 4 } else { 0 };
         i += if k[i + 1] <= offset { 2 } else { 0 };
         i += usize::from(k[i] <= offset);
-        self.vals[i & 15]
+        line.vals[i & 15]
     }
 
-    /// The child of a node to follow for `offset`.
-    fn child(&self, offset: u16) -> u32 {
-        let below = self
-            .keys
-            .iter()
-            .take(NODE_KEYS)
-            .filter(|&&k| k <= offset)
-            .count();
-        pair(&self.vals, below)
+    fn child(line: &NarrowLine, offset: u32) -> u32 {
+        let below = count_at_or_below(&line.keys[..NODE_KEYS], narrow(offset)) & 7;
+        u32::from(line.vals[2 * below]) | u32::from(line.vals[2 * below + 1]) << 16
     }
 }
 
-/// [`Line::keys`]`[15]` of a node (a leaf's is `0xFFFF`).
-const NODE: u16 = 0;
+/// A narrow line's offset (below 2^16) as stored.
+#[inline(always)]
+fn narrow(offset: u32) -> u16 {
+    // Narrow offsets are masked to 16 bits by their table: the truncation is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    let offset = offset as u16;
+    offset
+}
+
+impl Format for Wide {
+    type Line = WideLine;
+    const LEAF_KEYS: usize = 7;
+    const LINE_BITS: u32 = 31;
+    const PER_LINE: [f64; 4] = [2.5, 1.75, 1.25, 0.9];
+
+    fn leaf(offsets: &[u32], ids: &[u16]) -> WideLine {
+        let mut line = WideLine {
+            keys: [u32::MAX; 8],
+            vals: [0; 8],
+            high: [0; 8],
+        };
+        fill(&mut line.keys[..7], offsets, u32::MAX);
+        fill(&mut line.vals, ids, ids.last().copied().unwrap_or(0));
+        line
+    }
+
+    fn node(offsets: &[u32], children: &[u32]) -> WideLine {
+        let mut line = WideLine {
+            keys: [u32::MAX; 8],
+            vals: [0; 8],
+            high: [0; 8],
+        };
+        fill(&mut line.keys[..NODE_KEYS], offsets, u32::MAX);
+        let last = children.last().copied().unwrap_or(0);
+        for i in 0..=NODE_KEYS {
+            let [low, high] = halves(children.get(i).copied().unwrap_or(last));
+            line.vals[i] = low;
+            line.high[i] = high;
+        }
+        line.keys[7] = 0;
+        line
+    }
+
+    #[inline(always)]
+    fn is_node(line: &WideLine) -> bool {
+        line.keys[7] == 0
+    }
+
+    #[inline(always)]
+    fn pick(line: &WideLine, offset: u32) -> u16 {
+        // Branch-free binary search over keys[0..7].
+        let k = &line.keys;
+        let mut i = if k[3] <= offset { 4 } else { 0 };
+        i += if k[i + 1] <= offset { 2 } else { 0 };
+        i += usize::from(k[i] <= offset);
+        line.vals[i & 7]
+    }
+
+    fn child(line: &WideLine, offset: u32) -> u32 {
+        let below = count_at_or_below(&line.keys[..NODE_KEYS], offset) & 7;
+        u32::from(line.vals[below]) | u32::from(line.high[below]) << 16
+    }
+}
 
 /// A table of slots from `offset`: directory slots if `offset` has [`DIR`], else lines.
 ///
@@ -184,11 +293,11 @@ const NODE: u16 = 0;
 /// distance from `lo`, scaled so that `hi` falls in the last slot or just before (keys outside
 /// get the first or last slot).
 ///
-/// A line table has lines of `2^shift` keys (`shift <= 16`) from `lo`, and `limit` is its last
-/// distance from `lo`: a key's distance `d` (0 below `lo`, at most `limit`) gives its line,
-/// `d >> shift`, and its 16-bit offset into the line, `d & mask`.
+/// A line table has lines of `2^shift` keys (`shift <= LINE_BITS`) from `lo`, and `limit` is
+/// its last distance from `lo`: a key's distance `d` (0 below `lo`, at most `limit`) gives its
+/// line, `d >> shift`, and its offset into the line, `d & mask`.
 #[derive(Clone, Copy, Debug)]
-struct Table {
+pub(crate) struct Table {
     lo: u32,
     shift: u32,
     /// Directory: the scale factor. Lines: the offset mask.
@@ -217,7 +326,8 @@ impl Table {
         }
     }
 
-    /// A line table from line `offset`: `count` lines of `2^shift` keys from `lo`.
+    /// A line table from line `offset`: `count` lines of `2^shift` keys from `lo`
+    /// (`shift <= 31`).
     fn lines(lo: u32, shift: u32, count: u64, offset: u32) -> Table {
         let limit = (count << shift).saturating_sub(1).min(u64::from(u32::MAX));
         Table {
@@ -240,20 +350,18 @@ impl Table {
 
     /// The line index and offset into it of `key` in a line table.
     #[inline(always)]
-    fn line(&self, key: u32) -> (usize, u16) {
+    fn line(&self, key: u32) -> (usize, u32) {
         let distance = key.saturating_sub(self.lo).min(self.limit);
-        #[allow(clippy::cast_possible_truncation)]
-        let offset = (distance & self.mult) as u16;
         (
             self.offset as usize + (distance >> self.shift) as usize,
-            offset,
+            distance & self.mult,
         )
     }
 }
 
-/// The line table shape for `bounds` (keys from `lo + 1`) at about `per_line` keys per line:
-/// (shift, count).
-fn line_shape(lo: u32, hi: u32, keys: usize, per_line: f64) -> (u32, u64) {
+/// The line table shape for `bounds` (keys from `lo + 1`) at about `per_line` keys per line,
+/// with lines at most `2^line_bits` wide: (shift, count).
+fn line_shape(lo: u32, hi: u32, keys: usize, per_line: f64, line_bits: u32) -> (u32, u64) {
     let span = u64::from(hi - lo) + 1;
     #[allow(
         clippy::cast_precision_loss,
@@ -261,9 +369,9 @@ fn line_shape(lo: u32, hi: u32, keys: usize, per_line: f64) -> (u32, u64) {
         clippy::cast_sign_loss
     )]
     let wanted = ((keys as f64 / per_line).ceil() as u64).max(1);
-    // The narrowest power-of-two width giving at most `wanted` lines, but at most 2^16.
+    // The narrowest power-of-two width giving at most `wanted` lines, but at most 2^line_bits.
     let width = span.div_ceil(wanted).next_power_of_two();
-    let shift = width.trailing_zeros().min(LINE_BITS);
+    let shift = width.trailing_zeros().min(line_bits);
     (shift, span.div_ceil(1 << shift))
 }
 
@@ -278,21 +386,30 @@ fn slot_count(len: usize, per_slot: f64, max: usize) -> usize {
     wanted.clamp(2, max).next_multiple_of(2)
 }
 
-/// Most lines a map may have per boundary (one line is 64 bytes); a map that would need more
-/// (keys too sparse for 16-bit offsets) is not built.
+/// Most lines a [`LineMap`] may have per boundary (one line is 64 bytes); a map that would need
+/// more (keys too sparse for 16-bit offsets) is not built.
 const MAX_LINES_PER_KEY: f64 = 0.5;
+
+/// Sorts `boundaries` by key and keeps the last value given for each key.
+pub(crate) fn sorted_boundaries<K: Copy + Ord>(boundaries: &[(K, u32)]) -> Vec<(K, u32)> {
+    let mut sorted = boundaries.to_vec();
+    if !sorted.windows(2).all(|w| w[0].0 < w[1].0) {
+        // A stable sort keeps the given order of equal keys; keep the last of each run.
+        sorted.sort_by_key(|&(k, _)| k);
+        sorted.reverse();
+        sorted.dedup_by_key(|&mut (k, _)| k);
+        sorted.reverse();
+    }
+    sorted
+}
 
 /// An immutable map from every `u32` to a `u32`. See the [module documentation](self).
 #[derive(Clone, Debug)]
 pub struct LineMap {
     /// The top table (a directory table, or the only line table), over all keys.
     root: Table,
-    /// Directory slots: the tables of the regions.
-    dir: Vec<Table>,
-    /// Lines of all line tables and B-tree nodes and their leaves.
-    lines: Vec<Line>,
-    /// Values by id.
-    values: Vec<u32>,
+    /// The directory, lines and values.
+    lines: Lines<Narrow>,
 }
 
 impl LineMap {
@@ -305,65 +422,70 @@ impl LineMap {
     /// keys is about as fast).
     #[must_use]
     pub fn build(boundaries: &[(u32, u32)], default: u32) -> Option<LineMap> {
-        let mut sorted: Vec<(u32, u32)> = boundaries.to_vec();
-        if !sorted.windows(2).all(|w| w[0].0 < w[1].0) {
-            // A stable sort keeps the given order of equal keys; keep the last of each run.
-            sorted.sort_by_key(|&(k, _)| k);
-            sorted.reverse();
-            sorted.dedup_by_key(|&mut (k, _)| k);
-            sorted.reverse();
-        }
-        // A boundary at 0 replaces the default: then every key is at least 1, and a line
-        // table can start one below its first key.
-        let default = match sorted.first() {
-            Some(&(0, value)) => value,
-            _ => default,
-        };
-        let mut builder = Builder {
-            dir: Vec::new(),
-            lines: Vec::new(),
-            values: Vec::new(),
-            ids: HashMap::new(),
-            blank: None,
-        };
-        // Keep only changes of value, and replace values by ids.
-        let default_id = builder.id(default)?;
-        let mut merged: Vec<(u32, u16)> = Vec::with_capacity(sorted.len());
-        let mut current = default;
-        for (k, v) in sorted {
-            if v != current && k != 0 {
-                merged.push((k, builder.id(v)?));
-                current = v;
-            }
-        }
-        let root = builder.region(&merged, default_id);
+        let sorted = sorted_boundaries(boundaries);
+        let mut builder = LinesBuilder::new();
+        let root = builder.add(&sorted, default)?;
         #[allow(clippy::cast_precision_loss)]
         if builder.lines.len() > 16
-            && builder.lines.len() as f64 > MAX_LINES_PER_KEY * merged.len() as f64
+            && builder.lines.len() as f64 > MAX_LINES_PER_KEY * sorted.len() as f64
         {
             return None;
         }
-        let Builder {
-            mut dir,
-            mut lines,
-            mut values,
-            ..
-        } = builder;
-        dir.shrink_to_fit();
-        lines.shrink_to_fit();
-        values.shrink_to_fit();
         Some(LineMap {
             root,
-            dir,
-            lines,
-            values,
+            lines: builder.finish(),
         })
     }
 
-    /// The line table for `key`.
+    /// The value of `key`.
     #[inline(always)]
-    fn table(&self, key: u32) -> &Table {
-        let mut table = &self.root;
+    #[must_use]
+    pub fn get(&self, key: u32) -> u32 {
+        self.lines.get(&self.root, key)
+    }
+
+    /// Number of lines a lookup of `key` reads (1, or more behind a B-tree node).
+    #[must_use]
+    pub fn lines_read(&self, key: u32) -> usize {
+        self.lines.lines_read(&self.root, key)
+    }
+
+    /// Heap bytes owned by the map.
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.lines.heap_bytes()
+    }
+
+    /// Number of lines.
+    #[must_use]
+    pub fn line_count(&self) -> usize {
+        self.lines.lines.len()
+    }
+
+    /// Number of directory slots.
+    #[must_use]
+    pub fn dir_count(&self) -> usize {
+        self.lines.dir.len()
+    }
+}
+
+/// The directory tables, lines and values of one or more line maps (each known by its root
+/// [`Table`]), in one format.
+#[derive(Clone, Debug)]
+pub(crate) struct Lines<F: Format> {
+    /// Directory slots: the tables of the regions.
+    dir: Vec<Table>,
+    /// Lines of all line tables and B-tree nodes and their leaves.
+    lines: Vec<F::Line>,
+    /// Values by id.
+    values: Vec<u32>,
+}
+
+impl<F: Format> Lines<F> {
+    /// The line table for `key` under `root`.
+    #[inline(always)]
+    fn table<'a>(&'a self, root: &'a Table, key: u32) -> &'a Table {
+        let mut table = root;
         while table.offset & DIR != 0 {
             match self
                 .dir
@@ -376,73 +498,65 @@ impl LineMap {
         table
     }
 
-    /// The value of `key`.
+    /// The value of `key` in the map with `root`.
     #[inline(always)]
-    #[must_use]
-    pub fn get(&self, key: u32) -> u32 {
-        let (index, offset) = self.table(key).line(key);
+    pub(crate) fn get(&self, root: &Table, key: u32) -> u32 {
+        self.in_lines(self.table(root, key), key)
+    }
+
+    /// The value of `key` in the line table `table`.
+    #[inline(always)]
+    fn in_lines(&self, table: &Table, key: u32) -> u32 {
+        let (index, offset) = table.line(key);
         let Some(line) = self.lines.get(index) else {
             return 0; // unreachable: a table's lines exist
         };
-        let id = if line.is_node() {
+        let id = if F::is_node(line) {
             self.descend(line, offset)
         } else {
-            line.pick(offset)
+            F::pick(line, offset)
         };
         self.values.get(usize::from(id)).copied().unwrap_or(0)
     }
 
-    /// The cold path of [`LineMap::get`]: down a B-tree node to the leaf of `offset`.
+    /// The cold path of [`Lines::get`]: down a B-tree node to the leaf of `offset`.
     #[inline(never)]
-    fn descend<'a>(&'a self, mut line: &'a Line, offset: u16) -> u16 {
-        while line.is_node() {
-            match self.lines.get(line.child(offset) as usize) {
+    fn descend<'a>(&'a self, mut line: &'a F::Line, offset: u32) -> u16 {
+        while F::is_node(line) {
+            match self.lines.get(F::child(line, offset) as usize) {
                 Some(child) => line = child,
                 None => return 0,
             }
         }
-        line.pick(offset)
+        F::pick(line, offset)
     }
 
-    /// Number of lines a lookup of `key` reads (1, or more behind a B-tree node).
-    #[must_use]
-    pub fn lines_read(&self, key: u32) -> usize {
-        let (mut index, offset) = self.table(key).line(key);
+    /// Number of lines a lookup of `key` under `root` reads.
+    pub(crate) fn lines_read(&self, root: &Table, key: u32) -> usize {
+        let (mut index, offset) = self.table(root, key).line(key);
         let mut read = 0;
         while let Some(line) = self.lines.get(index) {
             read += 1;
-            if !line.is_node() {
+            if !F::is_node(line) {
                 break;
             }
-            index = line.child(offset) as usize;
+            index = F::child(line, offset) as usize;
         }
         read
     }
 
-    /// Heap bytes owned by the map.
-    #[must_use]
-    pub fn heap_bytes(&self) -> usize {
-        self.lines.capacity() * std::mem::size_of::<Line>()
+    /// Heap bytes owned.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<F::Line>()
             + self.dir.capacity() * std::mem::size_of::<Table>()
             + self.values.capacity() * std::mem::size_of::<u32>()
     }
-
-    /// Number of lines.
-    #[must_use]
-    pub fn line_count(&self) -> usize {
-        self.lines.len()
-    }
-
-    /// Number of directory slots.
-    #[must_use]
-    pub fn dir_count(&self) -> usize {
-        self.dir.len()
-    }
 }
 
-struct Builder {
+/// Builds a [`Lines`] store, one map at a time.
+pub(crate) struct LinesBuilder<F: Format> {
     dir: Vec<Table>,
-    lines: Vec<Line>,
+    lines: Vec<F::Line>,
     values: Vec<u32>,
     ids: HashMap<u32, u16>,
     /// The blank line table made for the last empty region, and its value id: consecutive
@@ -450,7 +564,55 @@ struct Builder {
     blank: Option<(u16, Table)>,
 }
 
-impl Builder {
+impl<F: Format> LinesBuilder<F> {
+    /// An empty store.
+    pub(crate) fn new() -> Self {
+        Self {
+            dir: Vec::new(),
+            lines: Vec::new(),
+            values: Vec::new(),
+            ids: HashMap::new(),
+            blank: None,
+        }
+    }
+
+    /// Adds the map over `sorted` boundaries (keys sorted and unique): `default` holds below
+    /// the first, each boundary's value from its key up to the next one. Returns its root, or
+    /// `None` past 65,536 distinct values in the store.
+    pub(crate) fn add(&mut self, sorted: &[(u32, u32)], default: u32) -> Option<Table> {
+        // A boundary at 0 replaces the default: then every key is at least 1, and a line
+        // table can start one below its first key.
+        let default = match sorted.first() {
+            Some(&(0, value)) => value,
+            _ => default,
+        };
+        // Keep only changes of value, and replace values by ids.
+        let default_id = self.id(default)?;
+        let mut merged: Vec<(u32, u16)> = Vec::with_capacity(sorted.len());
+        let mut current = default;
+        for &(k, v) in sorted {
+            if v != current && k != 0 {
+                merged.push((k, self.id(v)?));
+                current = v;
+            }
+        }
+        Some(self.region(&merged, default_id))
+    }
+
+    /// The store of every map added.
+    pub(crate) fn finish(self) -> Lines<F> {
+        let LinesBuilder {
+            mut dir,
+            mut lines,
+            mut values,
+            ..
+        } = self;
+        dir.shrink_to_fit();
+        lines.shrink_to_fit();
+        values.shrink_to_fit();
+        Lines { dir, lines, values }
+    }
+
     /// The id of `value`, or `None` past 65,536 distinct values.
     fn id(&mut self, value: u32) -> Option<u16> {
         if let Some(&id) = self.ids.get(&value) {
@@ -471,15 +633,7 @@ impl Builder {
     /// each differing from the one before), where id `carry` holds below the first key.
     fn region(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
         let (Some(&(lo, _)), Some(&(hi, _))) = (bounds.first(), bounds.last()) else {
-            if let Some((id, table)) = self.blank
-                && id == carry
-            {
-                return table;
-            }
-            let table = Table::lines(0, 0, 1, self.next_line());
-            self.lines.push(Line::leaf(&[], &[carry]));
-            self.blank = Some((carry, table));
-            return table;
+            return self.blank(carry);
         };
         if bounds.len() <= DIR_MAX {
             return self.line_table(bounds, carry);
@@ -510,6 +664,19 @@ impl Builder {
         table
     }
 
+    /// A line table of one blank line holding id `carry` (shared by consecutive calls).
+    fn blank(&mut self, carry: u16) -> Table {
+        if let Some((id, table)) = self.blank
+            && id == carry
+        {
+            return table;
+        }
+        let table = Table::lines(0, 0, 1, self.next_line());
+        self.lines.push(F::leaf(&[], &[carry]));
+        self.blank = Some((carry, table));
+        table
+    }
+
     /// A table of lines over `bounds` (at least one key, all at least 1), from one below the
     /// first key (so that keys below the table, which get offset 0 of its first line, count
     /// none of its keys).
@@ -523,9 +690,9 @@ impl Builder {
         // the one with the fewest such keys (the densest of those within 20% of the fewest: a
         // cluster of keys in one spot stays crowded however many lines there are, and nodes
         // take care of it).
-        let mut shapes: Vec<(Table, usize)> = Vec::with_capacity(PER_LINE.len());
-        for per_line in PER_LINE {
-            let (shift, count) = line_shape(lo, hi, bounds.len(), per_line);
+        let mut shapes: Vec<(Table, usize)> = Vec::with_capacity(F::PER_LINE.len());
+        for per_line in F::PER_LINE {
+            let (shift, count) = line_shape(lo, hi, bounds.len(), per_line, F::LINE_BITS);
             let candidate = Table::lines(lo, shift, count.min(MAX_TABLE_LINES as u64), offset);
             let overflow = Self::overflow(&candidate, bounds);
             shapes.push((candidate, overflow));
@@ -538,14 +705,14 @@ impl Builder {
             .iter()
             .find(|&&(_, o)| o * 400 <= bounds.len() || o * 5 <= fewest * 6)
             .copied();
-        let table = best.map_or(Table::lines(lo, LINE_BITS, 1, offset), |(t, _)| t);
+        let table = best.map_or(Table::lines(lo, F::LINE_BITS, 1, offset), |(t, _)| t);
         let count = (table.limit >> table.shift) as usize + 1;
         let base = offset as usize;
         self.lines
-            .extend(std::iter::repeat_n(Line::leaf(&[], &[carry]), count));
+            .extend(std::iter::repeat_n(F::leaf(&[], &[carry]), count));
         let mut carry = carry;
         let mut i = 0;
-        let mut offsets: Vec<(u16, u16)> = Vec::new();
+        let mut offsets: Vec<(u32, u16)> = Vec::new();
         while let Some(&(first, _)) = bounds.get(i) {
             let (index, _) = table.line(first);
             offsets.clear();
@@ -558,7 +725,7 @@ impl Builder {
                 offsets.push((offset, v));
                 end += 1;
             }
-            let line = if offsets.len() <= LEAF_KEYS {
+            let line = if offsets.len() <= F::LEAF_KEYS {
                 Self::leaf(&offsets, carry)
             } else {
                 self.node(&offsets, carry)
@@ -571,7 +738,7 @@ impl Builder {
             let next = bounds
                 .get(end)
                 .map_or(base + count, |&(k, _)| table.line(k).0);
-            let blank = Line::leaf(&[], &[carry]);
+            let blank = F::leaf(&[], &[carry]);
             for slot in self
                 .lines
                 .iter_mut()
@@ -585,7 +752,7 @@ impl Builder {
         table
     }
 
-    /// Number of `bounds` in lines of `table` with more than [`LEAF_KEYS`] keys.
+    /// Number of `bounds` in lines of `table` with more than `LEAF_KEYS` keys.
     fn overflow(table: &Table, bounds: &[(u32, u16)]) -> usize {
         let mut overflow = 0;
         let mut run = 0;
@@ -595,40 +762,40 @@ impl Builder {
             if line == previous {
                 run += 1;
             } else {
-                if run > LEAF_KEYS {
+                if run > F::LEAF_KEYS {
                     overflow += run;
                 }
                 run = 1;
                 previous = line;
             }
         }
-        if run > LEAF_KEYS {
+        if run > F::LEAF_KEYS {
             overflow += run;
         }
         overflow
     }
 
     /// A node over `run` (offsets into one line and ids; id `carry` below the first): leaves
-    /// of up to 15 keys (pushed now) under nodes of up to 8 children, up to one node, which
+    /// of up to `LEAF_KEYS` keys (pushed now) under nodes of up to 8 children, up to one node, which
     /// is returned.
-    fn node(&mut self, run: &[(u16, u16)], carry: u16) -> Line {
+    fn node(&mut self, run: &[(u32, u16)], carry: u16) -> F::Line {
         // Each level keeps (first offset, line index) per line.
-        let mut level: Vec<(u16, u32)> = Vec::new();
+        let mut level: Vec<(u32, u32)> = Vec::new();
         let mut carry_here = carry;
-        for part in run.chunks(LEAF_KEYS) {
+        for part in run.chunks(F::LEAF_KEYS) {
             let index = self.next_line();
             self.lines.push(Self::leaf(part, carry_here));
             level.push((part.first().map_or(0, |&(k, _)| k), index));
             carry_here = part.last().map_or(carry_here, |&(_, v)| v);
         }
         loop {
-            let nodes: Vec<(u16, Line)> = level
+            let nodes: Vec<(u32, F::Line)> = level
                 .chunks(NODE_KEYS + 1)
                 .map(|group| {
-                    let separators: Vec<u16> = group.iter().skip(1).map(|&(k, _)| k).collect();
+                    let separators: Vec<u32> = group.iter().skip(1).map(|&(k, _)| k).collect();
                     let children: Vec<u32> = group.iter().map(|&(_, i)| i).collect();
                     let first = group.first().map_or(0, |&(k, _)| k);
-                    (first, Line::node(&separators, &children))
+                    (first, F::node(&separators, &children))
                 })
                 .collect();
             if let [(_, node)] = nodes.as_slice() {
@@ -645,13 +812,13 @@ impl Builder {
         }
     }
 
-    /// A leaf over `run` (offsets and ids, at most 15), with id `carry` below the first.
-    fn leaf(run: &[(u16, u16)], carry: u16) -> Line {
-        let offsets: Vec<u16> = run.iter().map(|&(k, _)| k).collect();
+    /// A leaf over `run` (offsets and ids, at most `LEAF_KEYS`), with id `carry` below the first.
+    fn leaf(run: &[(u32, u16)], carry: u16) -> F::Line {
+        let offsets: Vec<u32> = run.iter().map(|&(k, _)| k).collect();
         let ids: Vec<u16> = std::iter::once(carry)
             .chain(run.iter().map(|&(_, v)| v))
             .collect();
-        Line::leaf(&offsets, &ids)
+        F::leaf(&offsets, &ids)
     }
 }
 
@@ -695,8 +862,10 @@ mod tests {
 
     #[test]
     fn line_is_64_bytes() {
-        assert_eq!(std::mem::size_of::<Line>(), 64);
-        assert_eq!(std::mem::align_of::<Line>(), 64);
+        assert_eq!(std::mem::size_of::<NarrowLine>(), 64);
+        assert_eq!(std::mem::align_of::<NarrowLine>(), 64);
+        assert_eq!(std::mem::size_of::<WideLine>(), 64);
+        assert_eq!(std::mem::align_of::<WideLine>(), 64);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use allowgate_types::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::ipmap::IntervalMap;
+use crate::ipmap::{IntervalKey, IntervalMap};
 use crate::linemap::LineMap;
+use crate::v6map::V6Map;
 
 /// What a block match does to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -95,8 +96,17 @@ pub(crate) struct IpIndex {
     /// are too sparse for it, and for indexes nobody asks for summaries (block and ignore lists,
     /// body IPs).
     summary_v4: Option<LineMap>,
+    /// The IPv6 counterpart, `None` likewise (or when the boundaries do not fit its layout).
+    summary_v6: Option<V6Map>,
     /// Whether any entry here has a validity window (then summaries may carry [`WINDOWED`]).
     windowed: bool,
+}
+
+/// Each elementary interval's start and summary (0 where no entry covers it).
+fn summary_boundaries<K: IntervalKey>(map: &IntervalMap<K>) -> Vec<(K, u32)> {
+    map.intervals()
+        .map(|(start, set)| (start, set.map_or(0, |(_, payload)| payload)))
+        .collect()
 }
 
 /// The entries matching one IP.
@@ -129,18 +139,18 @@ impl IpIndex {
         let mut v6 = IntervalMap::build(v6);
         v4.set_payloads(summary);
         v6.set_payloads(summary);
-        let summary_v4 = summaries
-            .then(|| {
-                let boundaries: Vec<(u32, u32)> = v4
-                    .intervals()
-                    .map(|(start, set)| (start, set.map_or(0, |(_, payload)| payload)))
-                    .collect();
-                LineMap::build(&boundaries, 0)
-            })
-            .flatten();
+        let (summary_v4, summary_v6) = if summaries {
+            (
+                LineMap::build(&summary_boundaries(&v4), 0),
+                V6Map::build(&summary_boundaries(&v6), 0),
+            )
+        } else {
+            (None, None)
+        };
         IpIndex {
             windowed: items_windowed,
             summary_v4,
+            summary_v6,
             v4,
             v6,
         }
@@ -156,10 +166,7 @@ impl IpIndex {
             IpAddr::V4(a) => self.bypass_v4(u32::from(*a)),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
                 Some(v4) => self.bypass_v4(u32::from(v4)),
-                None => self
-                    .v6
-                    .lookup_with_payload(u128::from(*a))
-                    .map_or(0, |(_, payload)| payload),
+                None => self.bypass_v6(u128::from(*a)),
             },
         }
     }
@@ -176,6 +183,23 @@ impl IpIndex {
         }
     }
 
+    /// The summary for an IPv6 address, from the IPv6 line maps if they answer.
+    #[inline(always)]
+    fn bypass_v6(&self, key: u128) -> u32 {
+        match self.summary_v6.as_ref().and_then(|map| map.get(key)) {
+            Some(summary) => summary,
+            None => self.v6_payload(key),
+        }
+    }
+
+    /// The cold path of [`IpIndex::bypass_v6`]: the summary stored in the interval map.
+    #[inline(never)]
+    fn v6_payload(&self, key: u128) -> u32 {
+        self.v6
+            .lookup_with_payload(key)
+            .map_or(0, |(_, payload)| payload)
+    }
+
     /// Look an address up. `ip` must already be normalised (IPv4-mapped → IPv4).
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<IpHit<'_>> {
         let labels = match ip {
@@ -189,6 +213,7 @@ impl IpIndex {
         self.v4.heap_bytes()
             + self.v6.heap_bytes()
             + self.summary_v4.as_ref().map_or(0, LineMap::heap_bytes)
+            + self.summary_v6.as_ref().map_or(0, V6Map::heap_bytes)
     }
 }
 
@@ -564,5 +589,17 @@ mod tests {
                 .summary_v4
                 .is_none()
         );
+    }
+
+    #[test]
+    fn v6_line_maps_are_built_for_allow_lists() {
+        // Networks and hosts under one /32 and a few elsewhere: the IPv6 line maps answer.
+        let v6 = snapshot((0..3000u32).map(|i| match i % 3 {
+            0 => format!("2001:db8:{:x}:{:x}::/64", i, i * 7),
+            1 => format!("2001:db8:{:x}::{:x}", i * 3, i),
+            _ => format!("2a00:{:x}::/48", i),
+        }));
+        let index = &v6.scopes[0].list(List::Allow).client_ip;
+        assert!(index.summary_v6.is_some());
     }
 }

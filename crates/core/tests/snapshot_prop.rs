@@ -244,3 +244,107 @@ fn allow_bypass_for_ip_agrees_on_dense_and_sparse_ipv4() {
         }
     }
 }
+
+/// Thousands of IPv6 entries, most under a few `/32`s (where one has a wide line map) and the
+/// rest anywhere, of every size from `/20` to single addresses, some ranges, some windowed:
+/// `allow_bypass_for_ip` (answered by the IPv6 line maps) equals the naive union at every
+/// probe, including IPv4-mapped addresses and `::/32`.
+#[test]
+fn allow_bypass_for_ip_agrees_on_ipv6() {
+    let windows = [
+        Window::None,
+        Window::None,
+        Window::None,
+        Window::Expired,
+        Window::Current,
+    ];
+    let homes = [
+        0x2001_0db8_u128 << 96,
+        0x2a00_1450_u128 << 96,
+        0x2606_4700_u128 << 96,
+    ];
+    let host_bits = |len: u32| u128::MAX.checked_shr(len).unwrap_or(0);
+    let mut x = 0x5eed_1234_u64;
+    let random = |x: &mut u64| u128::from(xorshift(x)) << 64 | u128::from(xorshift(x));
+    let mut entries = Vec::new();
+    for i in 0..4000u64 {
+        let r = random(&mut x);
+        let base = match i % 10 {
+            0 => r,
+            1 => r >> 96, // ::/32, answered by the interval map
+            n => homes[n as usize % homes.len()] | (r >> 32),
+        };
+        let len = [128u32, 64, 56, 48, 128, 64, 40, 20, 100, 64][(r >> 7) as usize % 10];
+        let start = base & !host_bits(len);
+        let value = if i % 13 == 0 {
+            let end = start.saturating_add(r >> 70);
+            format!("{}-{}", Ipv6Addr::from(start), Ipv6Addr::from(end))
+        } else {
+            format!("{}/{len}", Ipv6Addr::from(start))
+        };
+        let checks = CheckSet::from_bits(1 << ((r >> 50) % 19));
+        let w = &windows[(r >> 20) as usize % windows.len()];
+        entries.push(entry(
+            i as i64 + 1,
+            List::Allow,
+            EntryKind::Ip,
+            &value,
+            checks,
+            w,
+        ));
+    }
+    // Crowd one /64 with hosts (more than a fine line holds).
+    for j in 0..8u32 {
+        let addr = homes[0] | 0x77_0000_0000_0000_0000 | u128::from(j * 3);
+        entries.push(entry(
+            5000 + i64::from(j),
+            List::Allow,
+            EntryKind::Ip,
+            &format!("{}", Ipv6Addr::from(addr)),
+            CheckSet::from_bits(1 << j),
+            &Window::None,
+        ));
+    }
+    let config = PolicyConfig::default();
+    let (snapshot, _) =
+        Snapshot::compile(1, config.clone(), &[], entries.clone(), &Default::default());
+    let ranges: Vec<(allowgate_types::IpRange, CheckSet, bool)> = entries
+        .iter()
+        .map(|e| {
+            let EntryValue::Ip(r) = &e.entry.value else {
+                unreachable!()
+            };
+            let bypass = e.entry.checks.resolve(config.never_bypass);
+            (*r, bypass, e.entry.is_active_at(now()))
+        })
+        .collect();
+    for probe in 0..12_000 {
+        let r = random(&mut x);
+        let q: u128 = match probe % 4 {
+            0 | 1 => {
+                // At, just before, just after or shortly inside an entry's ends.
+                let EntryValue::Ip(range) = &entries[r as usize % entries.len()].entry.value else {
+                    unreachable!()
+                };
+                let allowgate_types::IpBounds::V6(start, end) = range.bounds() else {
+                    unreachable!()
+                };
+                let edge = if probe % 4 == 0 { start } else { end };
+                edge.wrapping_add((r >> 100) % 5).wrapping_sub(2)
+            }
+            2 => homes[(r >> 3) as usize % homes.len()] | (r >> 64 << 32),
+            _ => r,
+        };
+        let q = if probe % 97 == 0 {
+            // An IPv4-mapped address: answered as IPv4 (no IPv4 entries here).
+            IpAddr::V6(Ipv4Addr::from(q as u32).to_ipv6_mapped())
+        } else {
+            IpAddr::V6(Ipv6Addr::from(q))
+        };
+        let want = ranges
+            .iter()
+            .filter(|(range, _, active)| *active && range.contains(q))
+            .fold(CheckSet::EMPTY, |acc, (_, bypass, _)| acc.union(*bypass));
+        assert_eq!(snapshot.allow_bypass_for_ip(q, now()), want, "query {q}");
+    }
+}
