@@ -211,9 +211,6 @@ struct Interval<K: Copy> {
     start: K,
     /// Interned set id, or [`NO_SET`].
     set: u32,
-    /// A caller-defined summary of the set (see [`IntervalMap::set_payloads`]), kept beside the
-    /// set id so that a lookup needing only the summary touches one cache line.
-    payload: u32,
 }
 
 /// Aimed-for average number of boundaries per bucket: one cache line of pairs (8 for `u32`,
@@ -440,11 +437,7 @@ impl<K: IntervalKey> IntervalMap<K> {
         let intervals = starts
             .iter()
             .zip(&sets)
-            .map(|(&start, &set)| Interval {
-                start,
-                set,
-                payload: 0,
-            })
+            .map(|(&start, &set)| Interval { start, set })
             .collect();
         Self {
             intervals,
@@ -507,42 +500,14 @@ impl<K: IntervalKey> IntervalMap<K> {
         }
     }
 
-    /// The set covering `key` and its payload (0 until [`IntervalMap::set_payloads`] is called),
-    /// or `None` if no interval covers it.
-    #[inline]
-    #[must_use]
-    pub fn lookup_with_payload(&self, key: K) -> Option<(SetId, u32)> {
-        let pos = self.position(key)?;
-        let interval = self.intervals.get(pos)?;
-        match interval.set {
-            NO_SET => None,
-            id => Some((SetId(id), interval.payload)),
-        }
-    }
-
-    /// Store `summary(labels)` of every set beside each interval labelled with it, for
-    /// [`IntervalMap::lookup_with_payload`].
-    pub fn set_payloads(&mut self, summary: impl Fn(&[u32]) -> u32) {
-        let payloads: Vec<u32> = (0..self.set_count())
-            .map(|i| summary(self.labels_at(i)))
-            .collect();
-        for interval in &mut self.intervals {
-            let set = interval.set;
-            if let Some(p) = payloads.get(set as usize) {
-                interval.payload = *p;
-            }
-        }
-    }
-
-    /// The elementary intervals in key order: each start with its set and payload, or `None`
-    /// where no input interval covers the keys. The first start is `K::MIN` (unless the map
-    /// is empty).
-    pub fn intervals(&self) -> impl Iterator<Item = (K, Option<(SetId, u32)>)> + '_ {
+    /// The elementary intervals in key order: each start with its set, or `None` where no
+    /// input interval covers the keys. The first start is `K::MIN` (unless the map is empty).
+    pub fn intervals(&self) -> impl Iterator<Item = (K, Option<SetId>)> + '_ {
         self.intervals.iter().map(|interval| {
-            let (start, payload) = (interval.start, interval.payload);
+            let start = interval.start;
             match interval.set {
                 NO_SET => (start, None),
-                id => (start, Some((SetId(id), payload))),
+                id => (start, Some(SetId(id))),
             }
         })
     }
@@ -769,39 +734,20 @@ mod tests {
     }
 
     #[test]
-    fn payloads_sit_beside_their_sets() {
-        let mut map = IntervalMap::<u32>::build(vec![(10, 20, 1), (15, 30, 2), (40, 50, 3)]);
-        map.set_payloads(|labels| labels.iter().map(|l| 1u32 << l).sum());
-        let payload = |k| map.lookup_with_payload(k).map(|(_, p)| p);
-        assert_eq!(payload(9), None);
-        assert_eq!(payload(12), Some(0b10));
-        assert_eq!(payload(16), Some(0b110));
-        assert_eq!(payload(25), Some(0b100));
-        assert_eq!(payload(45), Some(0b1000));
-        assert_eq!(payload(51), None);
-        let (set, _) = map.lookup_with_payload(16).unwrap();
-        assert_eq!(map.labels(set), [1, 2]);
-    }
-
-    #[test]
     fn intervals_tile_the_key_space() {
-        let mut map = IntervalMap::<u32>::build(vec![(10, 20, 1), (15, 30, 2)]);
-        map.set_payloads(|labels| labels.iter().sum());
-        let got: Vec<(u32, Vec<u32>, u32)> = map
+        let map = IntervalMap::<u32>::build(vec![(10, 20, 1), (15, 30, 2)]);
+        let got: Vec<(u32, Vec<u32>)> = map
             .intervals()
-            .map(|(start, set)| match set {
-                Some((s, payload)) => (start, map.labels(s).to_vec(), payload),
-                None => (start, vec![], 0),
-            })
+            .map(|(start, set)| (start, set.map_or(vec![], |s| map.labels(s).to_vec())))
             .collect();
         assert_eq!(
             got,
             vec![
-                (0, vec![], 0),
-                (10, vec![1], 1),
-                (15, vec![1, 2], 3),
-                (21, vec![2], 2),
-                (31, vec![], 0)
+                (0, vec![]),
+                (10, vec![1]),
+                (15, vec![1, 2]),
+                (21, vec![2]),
+                (31, vec![])
             ]
         );
     }

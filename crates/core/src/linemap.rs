@@ -638,6 +638,15 @@ impl<F: Format> LinesBuilder<F> {
         if bounds.len() <= DIR_MAX {
             return self.line_table(bounds, carry);
         }
+        // Evenly spread keys need no directory: one line table over them all saves lookups a
+        // directory step, if it leaves as few keys in node lines as a region's table may and
+        // is about as dense (else regions adapt to the keys better).
+        let (flat, overflow) = self.shape(bounds);
+        let lines = (flat.limit >> flat.shift) as usize + 1;
+        #[allow(clippy::cast_precision_loss)]
+        if overflow * 400 <= bounds.len() && lines as f64 * F::PER_LINE[2] <= bounds.len() as f64 {
+            return self.fill(bounds, carry, flat);
+        }
         #[allow(clippy::cast_precision_loss)]
         let count = slot_count(bounds.len(), DIR_SPAN as f64, DIR_SLOTS);
         let offset = self.dir.len();
@@ -681,6 +690,13 @@ impl<F: Format> LinesBuilder<F> {
     /// first key (so that keys below the table, which get offset 0 of its first line, count
     /// none of its keys).
     fn line_table(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
+        let (table, _) = self.shape(bounds);
+        self.fill(bounds, carry, table)
+    }
+
+    /// The shape of a line table over `bounds` (at least one key, all at least 1), from one
+    /// below the first key, and how many keys it leaves in lines that need a node.
+    fn shape(&self, bounds: &[(u32, u16)]) -> (Table, usize) {
         let (lo, hi) = match (bounds.first(), bounds.last()) {
             (Some(&(first, _)), Some(&(last, _))) => (first.saturating_sub(1), last),
             _ => (0, 0),
@@ -701,11 +717,16 @@ impl<F: Format> LinesBuilder<F> {
             }
         }
         let fewest = shapes.iter().map(|&(_, o)| o).min().unwrap_or(0);
-        let best = shapes
+        shapes
             .iter()
             .find(|&&(_, o)| o * 400 <= bounds.len() || o * 5 <= fewest * 6)
-            .copied();
-        let table = best.map_or(Table::lines(lo, F::LINE_BITS, 1, offset), |(t, _)| t);
+            .copied()
+            .unwrap_or((Table::lines(lo, F::LINE_BITS, 1, offset), bounds.len()))
+    }
+
+    /// Fills the line table `table` (from [`LinesBuilder::shape`]) over `bounds`.
+    fn fill(&mut self, bounds: &[(u32, u16)], carry: u16, table: Table) -> Table {
+        let offset = table.offset;
         let count = (table.limit >> table.shift) as usize + 1;
         let base = offset as usize;
         self.lines
