@@ -98,14 +98,16 @@ pub(crate) trait Format: sealed::Sealed + Copy + Debug + Send + Sync + 'static {
     const LINE_BITS: u32;
     /// Keys per line tried for a line table, densest first (see [`LinesBuilder::line_table`]).
     const PER_LINE: [f64; 4];
+    /// Whether lines hold 16-bit ids into a table of values (else the values themselves).
+    const INTERNED: bool;
     /// A leaf with key `offsets` (sorted, at most `LEAF_KEYS`) and `ids` (one more).
-    fn leaf(offsets: &[u32], ids: &[u16]) -> Self::Line;
+    fn leaf(offsets: &[u32], ids: &[u32]) -> Self::Line;
     /// A node with separator `offsets` (sorted, at most 7) and `children` (one more).
     fn node(offsets: &[u32], children: &[u32]) -> Self::Line;
     /// Whether `line` is a node.
     fn is_node(line: &Self::Line) -> bool;
     /// The value id at `offset` in a leaf.
-    fn pick(line: &Self::Line, offset: u32) -> u16;
+    fn pick(line: &Self::Line, offset: u32) -> u32;
     /// The child of a node to follow for `offset`.
     fn child(line: &Self::Line, offset: u32) -> u32;
 }
@@ -137,13 +139,13 @@ pub(crate) struct NarrowLine {
 }
 
 /// A [`Wide`] line: as a [`NarrowLine`] with 7 keys of 32 bits (`keys[7]` is `u32::MAX` in a
-/// leaf, 0 in a node) and 8 value ids; a node's children are `vals[i] | high[i] << 16`.
+/// leaf, 0 in a node) and 8 values themselves, not ids (one load fewer after the miss); a
+/// node's 8 children are `vals`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct WideLine {
     keys: [u32; 8],
-    vals: [u16; 8],
-    high: [u16; 8],
+    vals: [u32; 8],
 }
 
 /// The two 16-bit halves of `value`, low first.
@@ -168,8 +170,9 @@ impl Format for Narrow {
     const LEAF_KEYS: usize = 15;
     const LINE_BITS: u32 = 16;
     const PER_LINE: [f64; 4] = [5.0, 3.5, 2.5, 1.75];
+    const INTERNED: bool = true;
 
-    fn leaf(offsets: &[u32], ids: &[u16]) -> NarrowLine {
+    fn leaf(offsets: &[u32], ids: &[u32]) -> NarrowLine {
         let mut line = NarrowLine {
             keys: [0xFFFF; 16],
             vals: [0; 16],
@@ -177,7 +180,9 @@ impl Format for Narrow {
         for (slot, &k) in line.keys.iter_mut().zip(offsets.iter().take(15)) {
             *slot = narrow(k);
         }
-        fill(&mut line.vals, ids, ids.last().copied().unwrap_or(0));
+        // Narrow ids are value indices below 65,536.
+        let ids: Vec<u16> = ids.iter().map(|&id| narrow(id)).collect();
+        fill(&mut line.vals, &ids, ids.last().copied().unwrap_or(0));
         line
     }
 
@@ -205,7 +210,7 @@ impl Format for Narrow {
     }
 
     #[inline(always)]
-    fn pick(line: &NarrowLine, offset: u32) -> u16 {
+    fn pick(line: &NarrowLine, offset: u32) -> u32 {
         // Branch-free binary search over keys[0..15]: i = number of keys <= offset. (A count
         // of all comparisons takes more instructions, and those wait on the line's miss.)
         let offset = narrow(offset);
@@ -214,7 +219,7 @@ impl Format for Narrow {
         i += if k[i + 3] <= offset { 4 } else { 0 };
         i += if k[i + 1] <= offset { 2 } else { 0 };
         i += usize::from(k[i] <= offset);
-        line.vals[i & 15]
+        u32::from(line.vals[i & 15])
     }
 
     fn child(line: &NarrowLine, offset: u32) -> u32 {
@@ -237,12 +242,12 @@ impl Format for Wide {
     const LEAF_KEYS: usize = 7;
     const LINE_BITS: u32 = 31;
     const PER_LINE: [f64; 4] = [2.5, 1.75, 1.25, 0.9];
+    const INTERNED: bool = false;
 
-    fn leaf(offsets: &[u32], ids: &[u16]) -> WideLine {
+    fn leaf(offsets: &[u32], ids: &[u32]) -> WideLine {
         let mut line = WideLine {
             keys: [u32::MAX; 8],
             vals: [0; 8],
-            high: [0; 8],
         };
         fill(&mut line.keys[..7], offsets, u32::MAX);
         fill(&mut line.vals, ids, ids.last().copied().unwrap_or(0));
@@ -253,15 +258,13 @@ impl Format for Wide {
         let mut line = WideLine {
             keys: [u32::MAX; 8],
             vals: [0; 8],
-            high: [0; 8],
         };
         fill(&mut line.keys[..NODE_KEYS], offsets, u32::MAX);
-        let last = children.last().copied().unwrap_or(0);
-        for i in 0..=NODE_KEYS {
-            let [low, high] = halves(children.get(i).copied().unwrap_or(last));
-            line.vals[i] = low;
-            line.high[i] = high;
-        }
+        fill(
+            &mut line.vals,
+            children,
+            children.last().copied().unwrap_or(0),
+        );
         line.keys[7] = 0;
         line
     }
@@ -272,7 +275,7 @@ impl Format for Wide {
     }
 
     #[inline(always)]
-    fn pick(line: &WideLine, offset: u32) -> u16 {
+    fn pick(line: &WideLine, offset: u32) -> u32 {
         // Branch-free binary search over keys[0..7].
         let k = &line.keys;
         let mut i = if k[3] <= offset { 4 } else { 0 };
@@ -282,8 +285,7 @@ impl Format for Wide {
     }
 
     fn child(line: &WideLine, offset: u32) -> u32 {
-        let below = count_at_or_below(&line.keys[..NODE_KEYS], offset) & 7;
-        u32::from(line.vals[below]) | u32::from(line.high[below]) << 16
+        line.vals[count_at_or_below(&line.keys[..NODE_KEYS], offset) & 7]
     }
 }
 
@@ -516,12 +518,16 @@ impl<F: Format> Lines<F> {
         } else {
             F::pick(line, offset)
         };
-        self.values.get(usize::from(id)).copied().unwrap_or(0)
+        if F::INTERNED {
+            self.values.get(id as usize).copied().unwrap_or(0)
+        } else {
+            id
+        }
     }
 
     /// The cold path of [`Lines::get`]: down a B-tree node to the leaf of `offset`.
     #[inline(never)]
-    fn descend<'a>(&'a self, mut line: &'a F::Line, offset: u32) -> u16 {
+    fn descend<'a>(&'a self, mut line: &'a F::Line, offset: u32) -> u32 {
         while F::is_node(line) {
             match self.lines.get(F::child(line, offset) as usize) {
                 Some(child) => line = child,
@@ -558,10 +564,10 @@ pub(crate) struct LinesBuilder<F: Format> {
     dir: Vec<Table>,
     lines: Vec<F::Line>,
     values: Vec<u32>,
-    ids: HashMap<u32, u16>,
+    ids: HashMap<u32, u32>,
     /// The blank line table made for the last empty region, and its value id: consecutive
     /// empty regions share it.
-    blank: Option<(u16, Table)>,
+    blank: Option<(u32, Table)>,
 }
 
 impl<F: Format> LinesBuilder<F> {
@@ -588,7 +594,7 @@ impl<F: Format> LinesBuilder<F> {
         };
         // Keep only changes of value, and replace values by ids.
         let default_id = self.id(default)?;
-        let mut merged: Vec<(u32, u16)> = Vec::with_capacity(sorted.len());
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(sorted.len());
         let mut current = default;
         for &(k, v) in sorted {
             if v != current && k != 0 {
@@ -613,15 +619,19 @@ impl<F: Format> LinesBuilder<F> {
         Lines { dir, lines, values }
     }
 
-    /// The id of `value`, or `None` past 65,536 distinct values.
-    fn id(&mut self, value: u32) -> Option<u16> {
+    /// The id of `value`: its index in the values (`None` past 65,536 distinct values) for
+    /// formats with value ids, else the value itself.
+    fn id(&mut self, value: u32) -> Option<u32> {
+        if !F::INTERNED {
+            return Some(value);
+        }
         if let Some(&id) = self.ids.get(&value) {
             return Some(id);
         }
         let id = u16::try_from(self.values.len()).ok()?;
         self.values.push(value);
-        self.ids.insert(value, id);
-        Some(id)
+        self.ids.insert(value, u32::from(id));
+        Some(u32::from(id))
     }
 
     /// Index the next pushed line gets.
@@ -631,7 +641,7 @@ impl<F: Format> LinesBuilder<F> {
 
     /// The table of a region holding `bounds` (sorted unique keys, all at least 1, value ids,
     /// each differing from the one before), where id `carry` holds below the first key.
-    fn region(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
+    fn region(&mut self, bounds: &[(u32, u32)], carry: u32) -> Table {
         let (Some(&(lo, _)), Some(&(hi, _))) = (bounds.first(), bounds.last()) else {
             return self.blank(carry);
         };
@@ -674,7 +684,7 @@ impl<F: Format> LinesBuilder<F> {
     }
 
     /// A line table of one blank line holding id `carry` (shared by consecutive calls).
-    fn blank(&mut self, carry: u16) -> Table {
+    fn blank(&mut self, carry: u32) -> Table {
         if let Some((id, table)) = self.blank
             && id == carry
         {
@@ -689,14 +699,14 @@ impl<F: Format> LinesBuilder<F> {
     /// A table of lines over `bounds` (at least one key, all at least 1), from one below the
     /// first key (so that keys below the table, which get offset 0 of its first line, count
     /// none of its keys).
-    fn line_table(&mut self, bounds: &[(u32, u16)], carry: u16) -> Table {
+    fn line_table(&mut self, bounds: &[(u32, u32)], carry: u32) -> Table {
         let (table, _) = self.shape(bounds);
         self.fill(bounds, carry, table)
     }
 
     /// The shape of a line table over `bounds` (at least one key, all at least 1), from one
     /// below the first key, and how many keys it leaves in lines that need a node.
-    fn shape(&self, bounds: &[(u32, u16)]) -> (Table, usize) {
+    fn shape(&self, bounds: &[(u32, u32)]) -> (Table, usize) {
         let (lo, hi) = match (bounds.first(), bounds.last()) {
             (Some(&(first, _)), Some(&(last, _))) => (first.saturating_sub(1), last),
             _ => (0, 0),
@@ -725,7 +735,7 @@ impl<F: Format> LinesBuilder<F> {
     }
 
     /// Fills the line table `table` (from [`LinesBuilder::shape`]) over `bounds`.
-    fn fill(&mut self, bounds: &[(u32, u16)], carry: u16, table: Table) -> Table {
+    fn fill(&mut self, bounds: &[(u32, u32)], carry: u32, table: Table) -> Table {
         let offset = table.offset;
         let count = (table.limit >> table.shift) as usize + 1;
         let base = offset as usize;
@@ -733,7 +743,7 @@ impl<F: Format> LinesBuilder<F> {
             .extend(std::iter::repeat_n(F::leaf(&[], &[carry]), count));
         let mut carry = carry;
         let mut i = 0;
-        let mut offsets: Vec<(u32, u16)> = Vec::new();
+        let mut offsets: Vec<(u32, u32)> = Vec::new();
         while let Some(&(first, _)) = bounds.get(i) {
             let (index, _) = table.line(first);
             offsets.clear();
@@ -774,7 +784,7 @@ impl<F: Format> LinesBuilder<F> {
     }
 
     /// Number of `bounds` in lines of `table` with more than `LEAF_KEYS` keys.
-    fn overflow(table: &Table, bounds: &[(u32, u16)]) -> usize {
+    fn overflow(table: &Table, bounds: &[(u32, u32)]) -> usize {
         let mut overflow = 0;
         let mut run = 0;
         let mut previous = None;
@@ -799,7 +809,7 @@ impl<F: Format> LinesBuilder<F> {
     /// A node over `run` (offsets into one line and ids; id `carry` below the first): leaves
     /// of up to `LEAF_KEYS` keys (pushed now) under nodes of up to 8 children, up to one node, which
     /// is returned.
-    fn node(&mut self, run: &[(u32, u16)], carry: u16) -> F::Line {
+    fn node(&mut self, run: &[(u32, u32)], carry: u32) -> F::Line {
         // Each level keeps (first offset, line index) per line.
         let mut level: Vec<(u32, u32)> = Vec::new();
         let mut carry_here = carry;
@@ -834,9 +844,9 @@ impl<F: Format> LinesBuilder<F> {
     }
 
     /// A leaf over `run` (offsets and ids, at most `LEAF_KEYS`), with id `carry` below the first.
-    fn leaf(run: &[(u32, u16)], carry: u16) -> F::Line {
+    fn leaf(run: &[(u32, u32)], carry: u32) -> F::Line {
         let offsets: Vec<u32> = run.iter().map(|&(k, _)| k).collect();
-        let ids: Vec<u16> = std::iter::once(carry)
+        let ids: Vec<u32> = std::iter::once(carry)
             .chain(run.iter().map(|&(_, v)| v))
             .collect();
         F::leaf(&offsets, &ids)

@@ -32,9 +32,10 @@
 //!
 //! [`V6Map::get`] returns `None`, for the caller to answer another way, in `::/32` (which the
 //! hashes use as their empty tag) and in a `/64` with more than [`FINE_KEYS`] inner
-//! boundaries. [`V6Map::build`] returns `None` when there are more than 65,536 distinct values,
-//! when no perfect hash is found, or if an answer disagrees with the boundaries at any point
-//! where a level changes value (which the tests say does not happen).
+//! boundaries. [`V6Map::build`] returns `None` when no perfect hash is found, or if an answer
+//! disagrees with the boundaries at any point where a level changes value (which the tests say
+//! does not happen). Its lines hold the values themselves, so any number of distinct values
+//! fits.
 //!
 //! ```
 //! use allowgate_core::v6map::V6Map;
