@@ -55,8 +55,6 @@ use crate::linemap::{Lines, LinesBuilder, Table, Wide, sorted_boundaries};
 
 /// Inner boundaries a fine line holds.
 pub const FINE_KEYS: usize = 4;
-/// Most displacements tried for one bucket of a perfect hash before trying the next seed.
-const MAX_DISPLACEMENT: u32 = 1 << 16;
 /// Seeds tried for a perfect hash.
 const SEEDS: [u64; 4] = [
     0x9E37_79B9_7F4A_7C15,
@@ -90,7 +88,8 @@ fn scale(x: u64, n: usize) -> usize {
 struct PerfectHash {
     seed: u64,
     /// Displacement of each bucket.
-    disp: Vec<u32>,
+    /// (16 bits: the table stays small enough for the L1 cache.)
+    disp: Vec<u16>,
     slots: usize,
 }
 
@@ -135,7 +134,7 @@ impl PerfectHash {
             let mut chosen: Vec<usize> = Vec::new();
             let placed = order.iter().all(|&b| {
                 let members = &by_bucket[b];
-                (0..MAX_DISPLACEMENT).any(|d| {
+                (0..=u16::MAX).any(|d| {
                     hash.disp[b] = d;
                     chosen.clear();
                     for &i in members {
@@ -160,7 +159,7 @@ impl PerfectHash {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.disp.capacity() * std::mem::size_of::<u32>()
+        self.disp.capacity() * std::mem::size_of::<u16>()
     }
 }
 
