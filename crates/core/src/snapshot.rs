@@ -515,8 +515,9 @@ impl Snapshot {
     }
 
     /// Bypass set of the global allow entries matching a client IP at `now` (the hot path that
-    /// the benchmark measures): one radix-bucketed search that reads the bypass union stored
-    /// beside the interval; no allocation. Only sets holding windowed entries look further.
+    /// the benchmark measures): the union of their bypass sets from the IPv4 [`LineMap`] (one
+    /// cache line) or the [`V6Map`] (two or three read at once); no allocation. Only addresses
+    /// covered by windowed entries, and the few the line maps leave out, look at the entries.
     #[inline(always)]
     pub fn allow_bypass_for_ip(&self, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
         let index = &self.scopes[0].list(List::Allow).client_ip;
@@ -590,7 +591,7 @@ mod tests {
     }
 
     /// The IPv4 hot path uses a line map where keys are dense enough for 16-bit offsets, and
-    /// the interval map's summaries elsewhere (`tests/snapshot_prop.rs` checks both answers).
+    /// a table of summaries by interval set elsewhere (`tests/snapshot_prop.rs` checks both).
     #[test]
     fn line_map_is_used_for_dense_ipv4_only() {
         let dense = snapshot((0..2000u32).map(|i| format!("10.0.{}.{}", i / 200, i % 200)));
