@@ -291,9 +291,8 @@ impl Format for Wide {
 
 /// A table of slots from `offset`: directory slots if `offset` has [`DIR`], else lines.
 ///
-/// A directory table has `count` slots over the keys `lo..=hi`: the slot of a key is its
-/// distance from `lo`, scaled so that `hi` falls in the last slot or just before (keys outside
-/// get the first or last slot).
+/// A directory table has `limit + 1` slots of `2^shift` keys over the keys `lo..=hi`: the slot
+/// of a key is its distance from `lo` shifted right (keys outside get the first or last slot).
 ///
 /// A line table has lines of `2^shift` keys (`shift <= LINE_BITS`) from `lo`, and `limit` is
 /// its last distance from `lo`: a key's distance `d` (0 below `lo`, at most `limit`) gives its
@@ -302,9 +301,9 @@ impl Format for Wide {
 pub(crate) struct Table {
     lo: u32,
     shift: u32,
-    /// Directory: the scale factor. Lines: the offset mask.
+    /// Directory: unused. Lines: the offset mask.
     mult: u32,
-    /// Directory: the slot count. Lines: the largest distance.
+    /// Directory: the last slot. Lines: the largest distance.
     limit: u32,
     offset: u32,
 }
@@ -312,20 +311,23 @@ pub(crate) struct Table {
 impl Table {
     /// A directory table of `count` slots from directory slot `offset` over `lo..=hi`.
     fn dir(lo: u32, hi: u32, count: usize, offset: usize) -> Table {
-        // Distances scaled so that hi - lo lands in [2^31, 2^32) (unless lo == hi).
-        let shift = (hi - lo).leading_zeros();
-        let top = u64::from(hi - lo) << shift;
-        let count = u32::try_from(count).unwrap_or(1).max(1);
-        // mult = count * 2^32 / (top + 1), so (top * mult) >> 32 < count; for count >= 2 and
-        // lo < hi, hi gets a later slot than lo (top >= 2^31).
-        let mult = (u128::from(count) << 32) / u128::from(top + 1);
+        // Slots of a power-of-two width, so a key's slot is a shift (no multiplication): at most
+        // `count` of them (at least 2 when lo < hi and count >= 2: the width is below the span).
+        let span = u64::from(hi - lo) + 1;
+        let width = span.div_ceil(count.max(1) as u64).next_power_of_two();
+        let slots = span.div_ceil(width);
         Table {
             lo,
-            shift,
-            mult: u32::try_from(mult).unwrap_or(u32::MAX),
-            limit: count,
+            shift: width.trailing_zeros(),
+            mult: 0,
+            limit: u32::try_from(slots - 1).unwrap_or(0),
             offset: DIR | u32::try_from(offset).unwrap_or(0),
         }
+    }
+
+    /// Number of slots of a directory table.
+    fn slots(&self) -> usize {
+        self.limit as usize + 1
     }
 
     /// A line table from line `offset`: `count` lines of `2^shift` keys from `lo`
@@ -344,10 +346,8 @@ impl Table {
     /// The slot of `key` in a directory table.
     #[inline(always)]
     fn slot(&self, key: u32) -> usize {
-        let distance = u64::from(key.saturating_sub(self.lo)) << self.shift;
-        let scaled = (distance.min(1 << 32) * u64::from(self.mult)) >> 32;
-        // Below the slot count, a u32.
-        scaled.min(u64::from(self.limit.saturating_sub(1))) as usize
+        // At most `limit`, a u32.
+        (u64::from(key.saturating_sub(self.lo)) >> self.shift).min(u64::from(self.limit)) as usize
     }
 
     /// The line index and offset into it of `key` in a line table.
@@ -661,6 +661,7 @@ impl<F: Format> LinesBuilder<F> {
         let count = slot_count(bounds.len(), DIR_SPAN as f64, DIR_SLOTS);
         let offset = self.dir.len();
         let table = Table::dir(lo, hi, count, offset);
+        let count = table.slots();
         self.dir
             .extend(std::iter::repeat_n(Table::lines(0, 0, 1, 0), count));
         let mut carry = carry;
