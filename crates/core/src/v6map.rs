@@ -431,18 +431,27 @@ impl V6Map {
             fine_hash,
             fine,
         };
-        // Every level changes value only at these keys: equal there and just before, equal
-        // everywhere (where the map answers at all).
-        let checks = merged
+        // The map's answer changes only at the boundaries, where a fine /64 or a mid /32 starts
+        // or ends, and at top and mid keys (which are among those); the true value only at the
+        // boundaries. Equal at all these keys (and just before), equal everywhere the map
+        // answers.
+        let fine_spans = fine_lines.iter().map(|l| (u128::from(l.upper) << 64, 64));
+        let mid_spans = small_lines
             .iter()
-            .map(|&(k, _)| k)
-            .chain(fine_lines.iter().map(|l| u128::from(l.upper) << 64))
-            .chain(small_lines.iter().map(|l| u128::from(l.tag) << BELOW_32))
-            .chain(big_roots.iter().map(|r| u128::from(r.tag) << BELOW_32))
-            .flat_map(|k| [k, k.wrapping_sub(1)]);
-        let mut checks = checks;
+            .map(|l| l.tag)
+            .chain(big_roots.iter().map(|r| r.tag))
+            .map(|hi| (u128::from(hi) << BELOW_32, BELOW_32));
+        let mut checks = merged.iter().map(|&(k, _)| k).chain(
+            fine_spans
+                .chain(mid_spans)
+                .flat_map(|(start, bits)| [start, start.wrapping_add(1 << bits)]),
+        );
         checks
-            .all(|k| map.get(k).is_none_or(|v| v == value_at(k)))
+            .all(|k| {
+                [k, k.wrapping_sub(1)]
+                    .iter()
+                    .all(|&k| map.get(k).is_none_or(|v| v == value_at(k)))
+            })
             .then_some(map)
     }
 
