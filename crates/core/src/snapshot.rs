@@ -129,6 +129,46 @@ fn set_summary(sums: &[u32], set: Option<SetId>) -> Option<u32> {
     }
 }
 
+/// Lists with at least this many IP entries build their IPv4 and IPv6 maps on two threads.
+const PARALLEL_ITEMS: usize = 20_000;
+
+/// The maps of one address family in an [`IpIndex`].
+struct Family<K: IntervalKey, M> {
+    intervals: IntervalMap<K>,
+    /// The line map of bypass summaries, if asked for and built.
+    lines: Option<M>,
+    /// The summary of each interval set, if asked for and there is no line map.
+    set_summaries: Vec<u32>,
+}
+
+impl<K: IntervalKey, M> Family<K, M> {
+    /// Builds the interval map of `items` and, with `summaries`, the line map that `line`
+    /// builds from the boundaries of the summaries (or, if it builds none, a table by set).
+    fn build(
+        items: Vec<(K, K, u32)>,
+        summaries: bool,
+        summary: &(impl Fn(&[u32]) -> u32 + Sync),
+        line: impl FnOnce(&[(K, u32)]) -> Option<M>,
+    ) -> Self {
+        let intervals = IntervalMap::build(items);
+        let mut family = Family {
+            lines: None,
+            set_summaries: Vec::new(),
+            intervals,
+        };
+        if summaries {
+            let sums: Vec<u32> = (0..family.intervals.set_count())
+                .map(|i| summary(family.intervals.labels_at(i)))
+                .collect();
+            family.lines = line(&summary_boundaries(&family.intervals, &sums));
+            if family.lines.is_none() {
+                family.set_summaries = sums;
+            }
+        }
+        family
+    }
+}
+
 /// The entries matching one IP.
 pub(crate) struct IpHit<'a> {
     /// Labels (indices into the snapshot's entries), sorted.
@@ -141,6 +181,7 @@ impl IpIndex {
         let items_windowed = items
             .iter()
             .any(|&(_, label)| entries.get(label as usize).is_some_and(|e| e.windowed));
+        let parallel = items.len() >= PARALLEL_ITEMS;
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (b, label) in items {
@@ -155,31 +196,30 @@ impl IpIndex {
                 acc | e.bypass.bits() | if e.windowed { WINDOWED } else { 0 }
             })
         };
-        let v4 = IntervalMap::build(v4);
-        let v6 = IntervalMap::build(v6);
-        let mut index = IpIndex {
-            windowed: items_windowed,
-            ..IpIndex::default()
+        let build_v4 = || Family::build(v4, summaries, &summary, |b| LineMap::build(b, 0));
+        let build_v6 = || Family::build(v6, summaries, &summary, |b| V6Map::build(b, 0));
+        // The families are independent: on a large list, one each per core.
+        let (v4, v6) = if parallel {
+            std::thread::scope(|scope| {
+                let v6 = scope.spawn(build_v6);
+                let v4 = build_v4();
+                (
+                    v4,
+                    v6.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                )
+            })
+        } else {
+            (build_v4(), build_v6())
         };
-        if summaries {
-            let sums_v4: Vec<u32> = (0..v4.set_count())
-                .map(|i| summary(v4.labels_at(i)))
-                .collect();
-            let sums_v6: Vec<u32> = (0..v6.set_count())
-                .map(|i| summary(v6.labels_at(i)))
-                .collect();
-            index.summary_v4 = LineMap::build(&summary_boundaries(&v4, &sums_v4), 0);
-            index.summary_v6 = V6Map::build(&summary_boundaries(&v6, &sums_v6), 0);
-            if index.summary_v4.is_none() {
-                index.set_summaries_v4 = sums_v4;
-            }
-            if index.summary_v6.is_none() {
-                index.set_summaries_v6 = sums_v6;
-            }
+        IpIndex {
+            v4: v4.intervals,
+            v6: v6.intervals,
+            summary_v4: v4.lines,
+            summary_v6: v6.lines,
+            set_summaries_v4: v4.set_summaries,
+            set_summaries_v6: v6.set_summaries,
+            windowed: items_windowed,
         }
-        index.v4 = v4;
-        index.v6 = v6;
-        index
     }
 
     /// The bypass union (and windowed flag) of the entries covering an address, without
@@ -615,6 +655,26 @@ mod tests {
                 .summary_v4
                 .is_none()
         );
+    }
+
+    #[test]
+    fn large_lists_build_both_families_on_two_threads() {
+        let n = PARALLEL_ITEMS as u32 + 5000;
+        let big = snapshot((0..n).map(|i| {
+            if i % 2 == 0 {
+                format!("10.{}.{}.0/24", i >> 16 & 0xFF, i >> 8 & 0xFF)
+            } else {
+                format!("2001:db8:{:x}::/48", i)
+            }
+        }));
+        let index = &big.scopes[0].list(List::Allow).client_ip;
+        assert!(index.summary_v4.is_some() && index.summary_v6.is_some());
+        let now = chrono::Utc::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(big.allow_bypass_for_ip(ip("10.0.2.9"), now).bits(), 1);
+        assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:3::1"), now).bits(), 1);
+        assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:2::1"), now).bits(), 0);
+        assert_eq!(big.allow_bypass_for_ip(ip("11.0.0.1"), now).bits(), 0);
     }
 
     #[test]
