@@ -429,7 +429,7 @@ impl LineMap {
         let root = builder.add(&sorted, default)?;
         #[allow(clippy::cast_precision_loss)]
         if builder.lines.len() > 16
-            && builder.lines.len() as f64 > MAX_LINES_PER_KEY * sorted.len() as f64
+            && builder.lines.len() as f64 > MAX_LINES_PER_KEY * builder.keys as f64
         {
             return None;
         }
@@ -568,6 +568,8 @@ pub(crate) struct LinesBuilder<F: Format> {
     /// The blank line table made for the last empty region, and its value id: consecutive
     /// empty regions share it.
     blank: Option<(u32, Table)>,
+    /// Keys added so far (changes of value only).
+    keys: usize,
 }
 
 impl<F: Format> LinesBuilder<F> {
@@ -579,6 +581,7 @@ impl<F: Format> LinesBuilder<F> {
             values: Vec::new(),
             ids: HashMap::new(),
             blank: None,
+            keys: 0,
         }
     }
 
@@ -602,6 +605,7 @@ impl<F: Format> LinesBuilder<F> {
                 current = v;
             }
         }
+        self.keys += merged.len();
         Some(self.region(&merged, default_id))
     }
 
