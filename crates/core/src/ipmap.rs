@@ -1,4 +1,8 @@
-//! Flattened interval map: the IP hot path of a compiled snapshot.
+//! Flattened interval map: which entries cover an IP, in a compiled snapshot.
+//!
+//! Full evaluation reads the label sets from here. The allow-list hot path, which needs only
+//! the union of the covering entries' bypass sets, reads summaries built from these intervals
+//! into [`LineMap`](crate::linemap::LineMap) (IPv4) and [`V6Map`](crate::v6map::V6Map) (IPv6).
 //!
 //! An [`IntervalMap`] is built once from many closed intervals `[start, end]`, each carrying a
 //! `u32` label (typically an entry index). Intervals may overlap arbitrarily and overlaps are
