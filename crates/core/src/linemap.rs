@@ -139,14 +139,25 @@ pub(crate) struct NarrowLine {
     vals: [u16; 16],
 }
 
-/// A [`Wide`] line: as a [`NarrowLine`] with 7 keys of 32 bits (`keys[7]` is `u32::MAX` in a
+/// A [`Wide`] line: as a [`NarrowLine`] with 7 keys of 32 bits (`marker` is `u32::MAX` in a
 /// leaf, 0 in a node) and 8 values themselves, not ids (one load fewer after the miss); a
 /// node's 8 children are `vals`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct WideLine {
-    keys: [u32; 8],
+    keys: [u32; 7],
+    marker: u32,
     vals: [u32; 8],
+}
+
+/// How many of 7 sorted `keys` are at or below `x`: a branch-free binary search (the last
+/// step's index is at most 6; a count of all comparisons takes more instructions, and those
+/// wait on the line's miss).
+#[inline(always)]
+pub(crate) fn rank7(keys: &[u32; 7], x: u32) -> usize {
+    let mut i = if keys[3] <= x { 4 } else { 0 };
+    i += if keys[i + 1] <= x { 2 } else { 0 };
+    i + usize::from(keys[i] <= x)
 }
 
 /// The two 16-bit halves of `value`, low first.
@@ -247,46 +258,42 @@ impl Format for Wide {
 
     fn leaf(offsets: &[u32], ids: &[u32]) -> WideLine {
         let mut line = WideLine {
-            keys: [u32::MAX; 8],
+            keys: [u32::MAX; 7],
+            marker: u32::MAX,
             vals: [0; 8],
         };
-        fill(&mut line.keys[..7], offsets, u32::MAX);
+        fill(&mut line.keys, offsets, u32::MAX);
         fill(&mut line.vals, ids, ids.last().copied().unwrap_or(0));
         line
     }
 
     fn node(offsets: &[u32], children: &[u32]) -> WideLine {
         let mut line = WideLine {
-            keys: [u32::MAX; 8],
+            keys: [u32::MAX; 7],
+            marker: 0,
             vals: [0; 8],
         };
-        fill(&mut line.keys[..NODE_KEYS], offsets, u32::MAX);
+        fill(&mut line.keys, offsets, u32::MAX);
         fill(
             &mut line.vals,
             children,
             children.last().copied().unwrap_or(0),
         );
-        line.keys[7] = 0;
         line
     }
 
     #[inline(always)]
     fn is_node(line: &WideLine) -> bool {
-        line.keys[7] == 0
+        line.marker == 0
     }
 
     #[inline(always)]
     fn pick(line: &WideLine, offset: u32) -> u32 {
-        // Branch-free binary search over keys[0..7].
-        let k = &line.keys;
-        let mut i = if k[3] <= offset { 4 } else { 0 };
-        i += if k[i + 1] <= offset { 2 } else { 0 };
-        i += usize::from(k[i] <= offset);
-        line.vals[i & 7]
+        line.vals[rank7(&line.keys, offset) & 7]
     }
 
     fn child(line: &WideLine, offset: u32) -> u32 {
-        line.vals[count_at_or_below(&line.keys[..NODE_KEYS], offset) & 7]
+        line.vals[count_at_or_below(&line.keys, offset) & 7]
     }
 }
 

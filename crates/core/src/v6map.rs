@@ -51,7 +51,7 @@
 
 use std::hint::select_unpredictable;
 
-use crate::linemap::{Lines, LinesBuilder, Table, Wide, sorted_boundaries};
+use crate::linemap::{Lines, LinesBuilder, Table, Wide, rank7, sorted_boundaries};
 
 /// Inner boundaries a fine line holds.
 pub const FINE_KEYS: usize = 4;
@@ -205,12 +205,7 @@ impl MidLine {
     /// The value for the `/64` with bits 32..63 `mid`.
     #[inline(always)]
     fn pick(&self, mid: u32) -> u32 {
-        // Branch-free binary search over keys[0..7].
-        let k = &self.keys;
-        let mut i = if k[3] <= mid { 4 } else { 0 };
-        i += if k[i + 1] <= mid { 2 } else { 0 };
-        i += usize::from(k[i] <= mid);
-        self.vals[i & 7]
+        self.vals[rank7(&self.keys, mid) & 7]
     }
 }
 
