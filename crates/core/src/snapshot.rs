@@ -94,8 +94,8 @@ pub(crate) struct IpIndex {
     v4: IntervalMap<u32>,
     v6: IntervalMap<u128>,
     /// `None` when the summaries have more distinct values than a line map takes, or the keys
-    /// are too sparse for it, and for indexes nobody asks for summaries (block and ignore lists,
-    /// body IPs).
+    /// are too sparse for it, and for indexes nobody asks for summaries (tenants' lists, block
+    /// and ignore lists, body IPs).
     summary_v4: Option<LineMap>,
     /// The IPv6 counterpart, `None` likewise (or when the boundaries do not fit its layout).
     summary_v6: Option<V6Map>,
@@ -512,8 +512,9 @@ impl Snapshot {
         for (scope, lists) in pending.into_iter().enumerate() {
             for (slot, p) in lists.into_iter().enumerate() {
                 let idx = &mut scopes[scope].lists[slot];
-                // Only allow lists are asked for bypass summaries by client IP.
-                let summaries = slot == list_slot(List::Allow);
+                // Only the global allow list is asked for bypass summaries by client IP
+                // (`allow_bypass_for_ip`); tenants' lists would build line maps nobody reads.
+                let summaries = scope == 0 && slot == list_slot(List::Allow);
                 idx.client_ip = IpIndex::build(p.client_ip, &compiled, summaries);
                 idx.body_ip = IpIndex::build(p.body_ip, &compiled, false);
             }
@@ -675,6 +676,50 @@ mod tests {
         assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:3::1"), now).bits(), 1);
         assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:2::1"), now).bits(), 0);
         assert_eq!(big.allow_bypass_for_ip(ip("11.0.0.1"), now).bits(), 0);
+    }
+
+    #[test]
+    fn only_the_global_allow_list_gets_line_maps() {
+        let acme = TenantName::parse("acme").unwrap_or_else(|e| panic!("{e:?}"));
+        let entries: Vec<Entry> = (0..2000u32)
+            .map(|i| {
+                let spec = EntrySpec {
+                    list: Some(List::Allow),
+                    kind: Some(EntryKind::Ip),
+                    value: format!("10.0.{}.{}", i / 200, i % 200),
+                    checks: Some(CheckSet::from_bits(1)),
+                    scope: if i % 2 == 0 {
+                        Scope::Global
+                    } else {
+                        Scope::Tenant(acme.clone())
+                    },
+                    ..Default::default()
+                };
+                let (entry, _) = spec.validate().unwrap_or_else(|e| panic!("{e:?}"));
+                Entry {
+                    id: EntryId(i64::from(i) + 1),
+                    entry,
+                    created_at: chrono::Utc::now(),
+                    created_by: "test".into(),
+                }
+            })
+            .collect();
+        let tenants = [TenantDomains {
+            name: acme,
+            domains: vec![Domain::parse("acme.test").unwrap_or_else(|e| panic!("{e:?}"))],
+        }];
+        let (snap, _) = Snapshot::compile(
+            1,
+            PolicyConfig::default(),
+            &tenants,
+            entries,
+            &Default::default(),
+        );
+        let global = &snap.scopes[0].list(List::Allow).client_ip;
+        let tenant = &snap.scopes[1].list(List::Allow).client_ip;
+        assert!(global.summary_v4.is_some() && global.summary_v6.is_some());
+        assert!(tenant.summary_v4.is_none() && tenant.summary_v6.is_none());
+        assert!(tenant.set_summaries_v4.is_empty());
     }
 
     #[test]
