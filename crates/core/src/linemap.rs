@@ -413,6 +413,16 @@ pub(crate) fn sorted_boundaries<K: Copy + Ord>(boundaries: &[(K, u32)]) -> Vec<(
     sorted
 }
 
+/// The value at `key` of `sorted` boundaries (keys sorted and unique): the last boundary's at
+/// or below it, `default` below the first. The reference the line maps are built and checked
+/// against.
+pub(crate) fn value_at<K: Copy + Ord>(sorted: &[(K, u32)], default: u32, key: K) -> u32 {
+    match sorted.partition_point(|&(k, _)| k <= key) {
+        0 => default,
+        n => sorted.get(n - 1).map_or(default, |&(_, v)| v),
+    }
+}
+
 /// An immutable map from every `u32` to a `u32`. See the [module documentation](self).
 #[derive(Clone, Debug)]
 pub struct LineMap {
@@ -870,19 +880,11 @@ impl<F: Format> LinesBuilder<F> {
 mod tests {
     use super::*;
 
-    /// The value of the last boundary at or below `key` (`bounds` sorted, unique keys).
-    fn naive(bounds: &[(u32, u32)], default: u32, key: u32) -> u32 {
-        match bounds.partition_point(|&(k, _)| k <= key) {
-            0 => default,
-            n => bounds[n - 1].1,
-        }
-    }
-
     /// Builds the map; if it is built, checks it against the naive answer on `keys`.
     fn check(bounds: &[(u32, u32)], default: u32, keys: &[u32]) -> Option<LineMap> {
         let map = LineMap::build(bounds, default)?;
         for &k in keys {
-            assert_eq!(map.get(k), naive(bounds, default, k), "key {k}");
+            assert_eq!(map.get(k), value_at(bounds, default, k), "key {k}");
         }
         Some(map)
     }

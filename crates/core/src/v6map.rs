@@ -51,7 +51,7 @@
 
 use std::hint::select_unpredictable;
 
-use crate::linemap::{Lines, LinesBuilder, Table, Wide, rank7, sorted_boundaries};
+use crate::linemap::{Lines, LinesBuilder, Table, Wide, rank7, sorted_boundaries, value_at};
 
 /// Inner boundaries a fine line holds.
 pub const FINE_KEYS: usize = 4;
@@ -291,10 +291,7 @@ impl V6Map {
                 current = v;
             }
         }
-        let value_at = |key: u128| match merged.partition_point(|&(k, _)| k <= key) {
-            0 => default,
-            n => merged[n - 1].1,
-        };
+        let value_at = |key: u128| value_at(&merged, default, key);
 
         // Fine: /64s with inner boundaries (not in ::/32, whose lookups are not answered).
         let inner: Vec<(u128, u32)> = merged
@@ -523,13 +520,6 @@ fn hashed<T: Copy>(
 mod tests {
     use super::*;
 
-    fn naive(bounds: &[(u128, u32)], default: u32, key: u128) -> u32 {
-        match bounds.partition_point(|&(k, _)| k <= key) {
-            0 => default,
-            n => bounds[n - 1].1,
-        }
-    }
-
     fn xorshift(x: &mut u64) -> u64 {
         *x ^= *x << 13;
         *x ^= *x >> 7;
@@ -581,7 +571,7 @@ mod tests {
         let mut answered = 0;
         for &q in probes {
             if let Some(v) = map.get(q) {
-                assert_eq!(v, naive(bounds, default, q), "key {q:#x}");
+                assert_eq!(v, value_at(bounds, default, q), "key {q:#x}");
                 answered += 1;
             }
         }

@@ -160,6 +160,21 @@ fn xorshift(x: &mut u64) -> u64 {
     *x
 }
 
+/// IP allow entry number `i + 1` with `value`, one check to bypass and, one time in five each,
+/// an expired or a current validity window, all chosen by the random `r`.
+fn random_ip_allow(i: u64, value: &str, r: u64) -> Entry {
+    let windows = [
+        Window::None,
+        Window::None,
+        Window::None,
+        Window::Expired,
+        Window::Current,
+    ];
+    let checks = CheckSet::from_bits(1 << ((r >> 50) % 19));
+    let w = &windows[(r >> 20) as usize % windows.len()];
+    entry(i as i64 + 1, List::Allow, EntryKind::Ip, value, checks, w)
+}
+
 /// The snapshot of the IP allow `entries`, and the naive answer of `allow_bypass_for_ip` at
 /// `now()`: the union of the bypass sets of the active entries covering an address.
 fn compile_with_naive(entries: &[Entry]) -> (Snapshot, impl Fn(IpAddr) -> CheckSet) {
@@ -195,13 +210,6 @@ fn compile_with_naive(entries: &[Entry]) -> (Snapshot, impl Fn(IpAddr) -> CheckS
 /// `allow_bypass_for_ip` equals the naive union at every probe.
 #[test]
 fn allow_bypass_for_ip_agrees_on_dense_and_sparse_ipv4() {
-    let windows = [
-        Window::None,
-        Window::None,
-        Window::None,
-        Window::Expired,
-        Window::Current,
-    ];
     for (seed, dense) in [(1u64, true), (2, false)] {
         let mut x = 0x9e37_79b9_7f4a_7c15 ^ seed;
         let mut entries = Vec::new();
@@ -221,16 +229,7 @@ fn allow_bypass_for_ip_agrees_on_dense_and_sparse_ipv4() {
                     Ipv4Addr::from(base.saturating_add((r >> 32) as u32 % 5000))
                 ),
             };
-            let checks = CheckSet::from_bits(1 << ((r >> 50) % 19));
-            let w = &windows[(r >> 20) as usize % windows.len()];
-            entries.push(entry(
-                i as i64 + 1,
-                List::Allow,
-                EntryKind::Ip,
-                &value,
-                checks,
-                w,
-            ));
+            entries.push(random_ip_allow(i, &value, r));
         }
         let (snapshot, naive) = compile_with_naive(&entries);
         for probe in 0..6000 {
@@ -266,13 +265,6 @@ fn allow_bypass_for_ip_agrees_on_dense_and_sparse_ipv4() {
 /// probe, including IPv4-mapped addresses and `::/32`.
 #[test]
 fn allow_bypass_for_ip_agrees_on_ipv6() {
-    let windows = [
-        Window::None,
-        Window::None,
-        Window::None,
-        Window::Expired,
-        Window::Current,
-    ];
     let homes = [
         0x2001_0db8_u128 << 96,
         0x2a00_1450_u128 << 96,
@@ -297,16 +289,7 @@ fn allow_bypass_for_ip_agrees_on_ipv6() {
         } else {
             format!("{}/{len}", Ipv6Addr::from(start))
         };
-        let checks = CheckSet::from_bits(1 << ((r >> 50) % 19));
-        let w = &windows[(r >> 20) as usize % windows.len()];
-        entries.push(entry(
-            i as i64 + 1,
-            List::Allow,
-            EntryKind::Ip,
-            &value,
-            checks,
-            w,
-        ));
+        entries.push(random_ip_allow(i, &value, r as u64));
     }
     // Crowd one /64 with hosts (more than a fine line holds).
     for j in 0..8u32 {
