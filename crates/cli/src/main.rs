@@ -7,9 +7,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use allowgate_core::{
-    Context, MessageFacts, PolicyConfig, Snapshot, TenantDomains, Verdict, evaluate,
-};
+use allowgate_core::{Context, MessageFacts, PolicyConfig, Snapshot, Verdict, evaluate};
 use allowgate_store::{
     EntryFilter, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest, Store,
     StoreError,
@@ -640,15 +638,7 @@ async fn check(store: &Store, a: CheckArgs) -> Result<(), Failure> {
             Some(MessageFacts::parse(&raw))
         }
     };
-    let tenants: Vec<TenantDomains> = store
-        .tenants()
-        .await?
-        .into_iter()
-        .map(|t| TenantDomains {
-            name: t.name,
-            domains: t.domains,
-        })
-        .collect();
+    let tenants = store.tenants().await?;
     let entries = store.entries(&EntryFilter::default()).await?;
     let revision = store.revision().await?;
     let (snapshot, warnings) = Snapshot::compile(

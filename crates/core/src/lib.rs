@@ -36,7 +36,7 @@ mod verdict;
 pub use evaluate::{Context, evaluate};
 pub use message::MessageFacts;
 pub use snapshot::{
-    BlockAction, CompileWarning, CompiledEntry, PolicyConfig, Snapshot, SpfExpansion, TenantDomains,
+    BlockAction, CompileWarning, CompiledEntry, PolicyConfig, Snapshot, SpfExpansion,
 };
 pub use verdict::{
     Action, CheckOutcome, MatchedEntry, RecipientVerdict, Status, TenantVerdict, Verdict,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use allowgate_types::{
     CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryValue, IpBounds, IpRange,
-    List, Scope, TenantName,
+    List, Scope, Tenant, TenantName,
 };
 use chrono::{DateTime, Utc};
 
@@ -45,15 +45,6 @@ impl Default for PolicyConfig {
             spam_action: BlockAction::Quarantine,
         }
     }
-}
-
-/// A tenant and the recipient domains it owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantDomains {
-    /// The tenant.
-    pub name: TenantName,
-    /// The recipient domains it owns.
-    pub domains: Vec<Domain>,
 }
 
 /// One entry as the snapshot keeps it.
@@ -409,7 +400,7 @@ impl Snapshot {
     pub fn compile(
         revision: i64,
         config: PolicyConfig,
-        tenants: &[TenantDomains],
+        tenants: &[Tenant],
         entries: impl IntoIterator<Item = Entry>,
         spf: &SpfExpansion,
     ) -> (Snapshot, Vec<CompileWarning>) {
@@ -704,7 +695,7 @@ mod tests {
                 }
             })
             .collect();
-        let tenants = [TenantDomains {
+        let tenants = [Tenant {
             name: acme,
             domains: vec![Domain::parse("acme.test").unwrap_or_else(|e| panic!("{e:?}"))],
         }];

@@ -5,18 +5,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use allowgate_core::{
-    Action, CheckOutcome, Context, MessageFacts, PolicyConfig, Snapshot, Status, TenantDomains,
-    Verdict, evaluate,
+    Action, CheckOutcome, Context, MessageFacts, PolicyConfig, Snapshot, Status, Verdict, evaluate,
 };
 use allowgate_types::{
     CheckId, CheckSet, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, IpRange, List,
-    Scope, TenantName, parse_time,
+    Scope, Tenant, TenantName, parse_time,
 };
 use chrono::{DateTime, Utc};
 
 struct World {
     entries: Vec<Entry>,
-    tenants: Vec<TenantDomains>,
+    tenants: Vec<Tenant>,
     spf: HashMap<Domain, Vec<IpRange>>,
     config: PolicyConfig,
 }
@@ -30,11 +29,11 @@ impl World {
         World {
             entries: Vec::new(),
             tenants: vec![
-                TenantDomains {
+                Tenant {
                     name: TenantName::parse("acme").unwrap(),
                     domains: vec![Domain::parse("acme.test").unwrap()],
                 },
-                TenantDomains {
+                Tenant {
                     name: TenantName::parse("beta").unwrap(),
                     domains: vec![Domain::parse("beta.test").unwrap()],
                 },

@@ -35,7 +35,9 @@ mod record;
 use std::str::FromStr;
 use std::time::Duration;
 
-use allowgate_types::{Domain, Entry, EntryId, EntryKind, List, NewEntry, Scope, TenantName};
+use allowgate_types::{
+    Domain, Entry, EntryId, EntryKind, List, NewEntry, Scope, Tenant, TenantName,
+};
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -46,7 +48,7 @@ pub use import::{
     ImportFamily, ImportFormat, ImportMode, ImportReport, ImportRequest, ParsedEntry, ParsedImport,
     parse_import,
 };
-pub use record::{Tenant, entry_to_json};
+pub use record::entry_to_json;
 
 use record::{ENTRY_COLUMNS, ENTRY_JSON_SQL, EntryRow};
 

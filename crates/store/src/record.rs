@@ -1,37 +1,12 @@
 //! The JSON form of entries and tenants (export, audit, API), and decoding of stored rows.
 
 use allowgate_types::{
-    CheckSet, Comment, Domain, Entry, EntryId, EntryKind, EntryValue, List, NewEntry, Scope,
-    TenantName,
+    CheckSet, Comment, Entry, EntryId, EntryKind, EntryValue, List, NewEntry, Scope, TenantName,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::StoreError;
-
-/// A tenant and the recipient domains it owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    /// The name.
-    pub name: TenantName,
-    /// The domains it owns, sorted.
-    pub domains: Vec<Domain>,
-}
-
-impl Serialize for Tenant {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Wire<'a> {
-            name: &'a str,
-            domains: Vec<&'a str>,
-        }
-        Wire {
-            name: self.name.as_str(),
-            domains: self.domains.iter().map(Domain::as_str).collect(),
-        }
-        .serialize(s)
-    }
-}
 
 /// The JSON form of an entry's fields, as written by export and audit.
 #[derive(Serialize)]

@@ -68,6 +68,14 @@ pub enum ValueError {
         /// The accepted names.
         known: String,
     },
+    /// An actor name (who makes a change) that is not acceptable.
+    #[error("`{input}` is not a valid actor name: {reason}")]
+    Actor {
+        /// The offending input (printable, cut to 80 characters).
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tenant name that is not acceptable.
     #[error("`{input}` is not a valid tenant name: {reason}")]
     TenantName {

@@ -21,6 +21,8 @@ mod entry;
 mod error;
 mod ip;
 mod sender;
+mod tenant;
+mod text;
 
 pub use check::{CheckGroup, CheckId, CheckSet};
 pub use country::CountryCode;
@@ -33,6 +35,8 @@ pub use entry::{
 pub use error::{EntryError, ValueError, Warning};
 pub use ip::{IpBounds, IpRange, normalize_ip, parse_ip};
 pub use sender::SenderSource;
+pub use tenant::{Actor, Tenant};
+pub use text::{Printable, shown};
 
 /// Serialise values as their canonical text (the same text `Display` prints and `parse` reads).
 macro_rules! serialize_as_display {
@@ -59,7 +63,8 @@ serialize_as_display!(
     Scope,
     SenderSource,
     TenantName,
-    Comment
+    Comment,
+    Actor
 );
 
 /// `FromStr` for values whose `parse` takes only the text.
@@ -74,4 +79,4 @@ macro_rules! from_str_via_parse {
     )*};
 }
 
-from_str_via_parse!(CountryCode, Domain, EmailAddress, TenantName);
+from_str_via_parse!(Actor, CountryCode, Domain, EmailAddress, TenantName);
