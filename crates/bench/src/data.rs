@@ -231,7 +231,8 @@ pub fn overlap_fraction(entries: &[Entry]) -> f64 {
     overlapping as f64 / entries.len().max(1) as f64
 }
 
-fn to_ip(family: Family, key: u128) -> IpAddr {
+/// The address `key` of `family`.
+pub fn to_ip(family: Family, key: u128) -> IpAddr {
     match family {
         Family::V4 => IpAddr::V4(Ipv4Addr::from(key as u32)),
         Family::V6 => IpAddr::V6(Ipv6Addr::from(key)),
@@ -263,4 +264,18 @@ pub fn random_queries(n: usize, seed: u64) -> Vec<IpAddr> {
             _ => to_ip(Family::V6, rng.next_u128()),
         })
         .collect()
+}
+
+/// An entry as an admin would type it: `192.0.2.0/24`, `192.0.2.10-192.0.2.99`, `2001:db8::/48`.
+pub fn entry_text(e: &Entry) -> String {
+    match (e.family, e.prefix_len) {
+        (Family::V4, Some(len)) => format!("{}/{len}", Ipv4Addr::from(e.start as u32)),
+        (Family::V4, None) => format!(
+            "{}-{}",
+            Ipv4Addr::from(e.start as u32),
+            Ipv4Addr::from(e.end as u32)
+        ),
+        (Family::V6, Some(len)) => format!("{}/{len}", Ipv6Addr::from(e.start)),
+        (Family::V6, None) => format!("{}-{}", Ipv6Addr::from(e.start), Ipv6Addr::from(e.end)),
+    }
 }

@@ -13,9 +13,15 @@
 //! goes to stderr); exits non-zero if any check fails. `--ours-only` skips the baselines and
 //! the checks (for profiling).
 
+mod alloc;
 mod data;
+mod decide_bench;
 mod import_bench;
 mod structures;
+
+/// Counts allocations and live heap bytes for `decide` (a relaxed atomic add per call).
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -23,9 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use data::{Entry, Family};
-use structures::{
-    IpTrie, LinearScan, MISS, NetworkTable, Ours, OursInput, PrefixInput, SnapshotPath,
-};
+use structures::{IpTrie, LinearScan, MISS, NetworkTable, Ours, OursInput, PrefixInput};
 
 /// Largest entry count for which the linear scan is measured.
 const LINEAR_MAX_ENTRIES: usize = 10_000;
@@ -192,8 +196,6 @@ struct SizeReport {
     heap_bytes: usize,
     queries: usize,
     ours: Samples,
-    snapshot: Samples,
-    snapshot_heap_bytes: usize,
     iptrie: Samples,
     table: Samples,
     linear: Option<Samples>,
@@ -242,8 +244,6 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
         heap_bytes: 0,
         queries: queries.len(),
         ours: Samples::default(),
-        snapshot: Samples::default(),
-        snapshot_heap_bytes: 0,
         iptrie: Samples::default(),
         table: Samples::default(),
         linear: (n <= LINEAR_MAX_ENTRIES).then(Samples::default),
@@ -260,11 +260,6 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
         if options.ours_only {
             continue;
         }
-
-        let snapshot_entries = SnapshotPath::entries(&entries);
-        let (snapshot, build) = timed(|| SnapshotPath::build(snapshot_entries));
-        report.snapshot.build_ms.push(build.as_secs_f64() * 1e3);
-        measure(&mut report.snapshot, &batches, |q| snapshot.lookup(q));
 
         let (trie, build) = timed(|| IpTrie::build(&prefix_input));
         report.iptrie.build_ms.push(build.as_secs_f64() * 1e3);
@@ -287,16 +282,10 @@ fn run_size(n: usize, options: &Options) -> SizeReport {
 
         if round == 0 {
             report.intervals = (ours.v4.interval_count(), ours.v6.interval_count());
-            report.sets = (ours.v4.set_count(), ours.v6.set_count());
+            report.sets = (ours.v4.multi_set_count(), ours.v6.multi_set_count());
             report.heap_bytes = ours.heap_bytes();
             report.missed_hits = queries.len() - hits;
             let sample = check_queries.len();
-            report.snapshot_heap_bytes = snapshot.heap_bytes();
-            report.mismatches.push((
-                "Snapshot::allow_bypass_for_ip",
-                sample,
-                count_mismatches(&check_queries, &ours, |q| snapshot.lookup_or_miss(q)),
-            ));
             report.mismatches.push((
                 "iptrie",
                 sample,
@@ -335,7 +324,7 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
     println!("### Data\n");
     println!(
         "| entries | IPv4 CIDRs | IPv4 ranges | IPv6 CIDRs | overlapping entries | \
-         prefixes for baselines | our elementary intervals (v4 + v6) | our interned sets |"
+         prefixes for baselines | our elementary intervals (v4 + v6) | our interned sets of 2+ labels |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
@@ -375,20 +364,6 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
             r.entries,
             r.heap_bytes as f64 / r.entries as f64,
         );
-        let ns = median(&r.snapshot.lookup_ns);
-        let chain = median(&r.snapshot.chain_ns);
-        let ms = median(&r.snapshot.build_ms);
-        if !ns.is_nan() {
-            println!(
-                "| {} | **allowgate Snapshot** (compile; `allow_bypass_for_ip`) | {ns:.1} | {:.2}× | \
-                 {chain:.1} | {:.2}× | {ms:.1} | {:.2}× | {:.1} |",
-                r.entries,
-                ns / ours_ns,
-                chain / ours_chain,
-                ms / ours_ms,
-                r.snapshot_heap_bytes as f64 / r.entries as f64,
-            );
-        }
         let mut rows = vec![
             ("iptrie LCTrieMap", &r.iptrie),
             ("ip_network_table", &r.table),
@@ -422,7 +397,6 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
             r.entries
         );
         for (name, samples) in [
-            ("**allowgate Snapshot**", &r.snapshot),
             ("iptrie LCTrieMap", &r.iptrie),
             ("ip_network_table", &r.table),
         ] {
@@ -458,10 +432,18 @@ fn print_reports(reports: &[SizeReport], options: &Options) {
     );
 }
 
+/// A subcommand other than `lookup`: its arguments in, an error message out.
+type Subcommand = fn(&[String]) -> Result<(), String>;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("import") {
-        return match import_bench::run(&args[1..]) {
+    let sub: Option<Subcommand> = match args.first().map(String::as_str) {
+        Some("import") => Some(import_bench::run),
+        Some("decide") => Some(decide_bench::run),
+        _ => None,
+    };
+    if let Some(run) = sub {
+        return match run(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("{message}");

@@ -53,29 +53,24 @@ impl Ours {
         }
     }
 
-    /// Set index of the labels covering `ip`, or [`MISS`].
+    /// The first (lowest) label covering `ip`, or [`MISS`]: like the tries, one value read.
     #[inline]
     pub fn lookup(&self, ip: &IpAddr) -> u32 {
-        let set = match *ip {
+        self.labels_of(ip).first().copied().unwrap_or(MISS)
+    }
+
+    /// Every label covering `ip`, sorted.
+    #[inline]
+    fn labels_of(&self, ip: &IpAddr) -> &[u32] {
+        match *ip {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
-        };
-        set.map_or(MISS, |s| s.index() as u32)
+        }
     }
 
     /// Sorted entry indices covering `ip`.
     pub fn labels(&self, ip: IpAddr) -> Vec<u32> {
-        match ip {
-            IpAddr::V4(a) => self
-                .v4
-                .lookup(u32::from(a))
-                .map(|s| self.v4.labels(s).to_vec()),
-            IpAddr::V6(a) => self
-                .v6
-                .lookup(u128::from(a))
-                .map(|s| self.v6.labels(s).to_vec()),
-        }
-        .unwrap_or_default()
+        self.labels_of(&ip).to_vec()
     }
 
     /// Heap bytes of both maps.
@@ -249,94 +244,5 @@ impl LinearScan {
             .filter(|(_, e)| e.family == family && e.start <= key && key <= e.end)
             .map(|(i, _)| i as u32)
             .collect()
-    }
-}
-
-/// The whole snapshot path: `Snapshot::compile` from real entries (allow, global, each with a
-/// bypass set), and `Snapshot::allow_bypass_for_ip` (normalisation, lookup, bypass union).
-pub struct SnapshotPath {
-    snapshot: allowgate_core::Snapshot,
-    now: chrono::DateTime<chrono::Utc>,
-}
-
-impl SnapshotPath {
-    /// The benchmark entries as stored entries (untimed): values parsed like an admin's.
-    pub fn entries(entries: &[Entry]) -> Vec<allowgate_types::Entry> {
-        use allowgate_types::{
-            CheckId, CheckSet, EntryId, EntryValue, IpRange, List, NewEntry, Scope,
-        };
-        let created_at = chrono::Utc::now();
-        entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let text = match (e.family, e.prefix_len) {
-                    (Family::V4, Some(len)) => format!("{}/{len}", Ipv4Addr::from(e.start as u32)),
-                    (Family::V4, None) => format!(
-                        "{}-{}",
-                        Ipv4Addr::from(e.start as u32),
-                        Ipv4Addr::from(e.end as u32)
-                    ),
-                    (Family::V6, Some(len)) => format!("{}/{len}", Ipv6Addr::from(e.start)),
-                    (Family::V6, None) => {
-                        format!("{}-{}", Ipv6Addr::from(e.start), Ipv6Addr::from(e.end))
-                    }
-                };
-                let (range, _) = IpRange::parse(&text, true).ok()?;
-                let check = CheckId::ALL[i % CheckId::ALL.len()];
-                Some(allowgate_types::Entry {
-                    id: EntryId(i as i64 + 1),
-                    entry: NewEntry {
-                        list: List::Allow,
-                        scope: Scope::Global,
-                        value: EntryValue::Ip(range),
-                        checks: CheckSet::one(check),
-                        comment: None,
-                        require_auth: false,
-                        internal: false,
-                        starts_at: None,
-                        expires_at: None,
-                        enabled: true,
-                    },
-                    created_at,
-                    created_by: "bench".into(),
-                })
-            })
-            .collect()
-    }
-
-    /// Compiles the snapshot.
-    pub fn build(entries: Vec<allowgate_types::Entry>) -> Self {
-        let (snapshot, _) = allowgate_core::Snapshot::compile(
-            1,
-            allowgate_core::PolicyConfig::default(),
-            &[],
-            entries,
-            &Default::default(),
-        );
-        Self {
-            snapshot,
-            now: chrono::Utc::now(),
-        }
-    }
-
-    /// The bypass bits of the allow entries covering `ip` (0 if none: every benchmark entry
-    /// bypasses one check). This is what is timed: the raw answer, like the tries' labels.
-    #[inline]
-    pub fn lookup(&self, ip: &IpAddr) -> u32 {
-        self.snapshot.allow_bypass_for_ip(*ip, self.now).bits()
-    }
-
-    /// [`SnapshotPath::lookup`] with "none" as [`MISS`], for the agreement checks.
-    pub fn lookup_or_miss(&self, ip: &IpAddr) -> u32 {
-        match self.lookup(ip) {
-            0 => MISS,
-            bits => bits,
-        }
-    }
-
-    /// Heap bytes of the snapshot's IP indexes.
-    pub fn heap_bytes(&self) -> usize {
-        self.snapshot.ip_heap_bytes()
     }
 }

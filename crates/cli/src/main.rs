@@ -7,20 +7,18 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use allowgate_core::{Context, MessageFacts, PolicyConfig, Snapshot, Verdict, evaluate};
+use allowgate_core::{PolicyConfig, Verdict};
+use allowgate_server::evaluate::{EvaluateRequest, InvalidRequest};
+use allowgate_server::policy;
 use allowgate_store::{
     EntryFilter, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest, Store,
     StoreError,
 };
 use allowgate_types::{
-    CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, List, Scope,
-    TenantName, parse_ip, parse_time,
+    CheckSet, Domain, Entry, EntryId, EntryKind, EntrySpec, List, Scope, TenantName, parse_time,
 };
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-/// Largest message file `check --message` reads.
-const MAX_MESSAGE_FILE: u64 = 10 * 1024 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -270,25 +268,26 @@ struct CheckArgs {
     helo: Option<String>,
     /// The client's forward-confirmed host name.
     #[arg(long)]
-    host: Option<Domain>,
+    host: Option<String>,
     /// SMTP MAIL FROM (`<>` or empty for the null sender).
     #[arg(long)]
     mail_from: Option<String>,
     /// Recipient (repeat for more).
     #[arg(long = "rcpt", required = true)]
-    rcpts: Vec<EmailAddress>,
-    /// A message (.eml) for header senders, Received: walking and body lists.
+    rcpts: Vec<String>,
+    /// A message (.eml, or `-` for standard input) for header senders, Received: walking and
+    /// body lists.
     #[arg(long)]
     message: Option<PathBuf>,
     /// The GeoIP country of the client (until a GeoIP database is configured).
     #[arg(long)]
-    country: Option<CountryCode>,
+    country: Option<String>,
     /// Treat this sender domain as authenticated (aligned SPF/DKIM or DMARC pass); repeatable.
     #[arg(long = "authenticated")]
-    authenticated: Vec<Domain>,
+    authenticated: Vec<String>,
     /// Evaluate at this time instead of now (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = parse_time_arg)]
-    at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    at: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -621,53 +620,74 @@ async fn audit(store: &Store, a: AuditArgs) -> Result<(), Failure> {
 }
 
 async fn check(store: &Store, a: CheckArgs) -> Result<(), Failure> {
-    let client_ip = parse_ip(&a.ip).map_err(|e| invalid(format!("--ip: {e}")))?;
-    let mail_from = match a.mail_from.as_deref().map(str::trim) {
-        None | Some("") | Some("<>") => None,
-        Some(m) => Some(EmailAddress::parse(m).map_err(|e| invalid(format!("--mail-from: {e}")))?),
-    };
-    let message = match &a.message {
+    let raw_message = match &a.message {
         None => None,
-        Some(path) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-            let mut raw = Vec::new();
-            file.take(MAX_MESSAGE_FILE)
-                .read_to_end(&mut raw)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            Some(MessageFacts::parse(&raw))
-        }
+        Some(path) => Some(read_message(path)?),
     };
-    let tenants = store.tenants().await?;
-    let entries = store.entries(&EntryFilter::default()).await?;
-    let revision = store.revision().await?;
-    let (snapshot, warnings) = Snapshot::compile(
-        revision,
-        PolicyConfig::default(),
-        &tenants,
-        entries,
-        &Default::default(),
-    );
-    for w in warnings {
+    let request = EvaluateRequest {
+        ip: a.ip,
+        helo: a.helo,
+        host: a.host,
+        mail_from: a.mail_from,
+        rcpt: a.rcpts,
+        message: None,
+        raw_message,
+        country: a.country,
+        authenticated: a.authenticated,
+        at: a.at,
+    };
+    // Refuse a bad request before reading the whole policy.
+    request.context(Utc::now()).map_err(invalid_request)?;
+    let loaded = policy::load(store, &PolicyConfig::default(), &Default::default()).await?;
+    for w in &loaded.warnings {
         eprintln!("warning: entry {}: {}", w.entry, w.message);
     }
-    let ctx = Context {
-        now: a.at.unwrap_or_else(Utc::now),
-        client_ip,
-        client_host: a.host,
-        helo: a.helo,
-        mail_from,
-        recipients: a.rcpts,
-        message,
-        country: a.country,
-        authenticated_domains: (!a.authenticated.is_empty()).then_some(a.authenticated),
-    };
-    let verdict = evaluate(&snapshot, &ctx);
+    let verdict = request
+        .evaluate(&loaded.snapshot, Utc::now())
+        .map_err(invalid_request)?;
     if a.json {
         return print_json(&verdict);
     }
     print_verdict(&verdict);
     Ok(())
+}
+
+/// The flags behind a request's invalid fields: `rcpt[1]` → `--rcpt` (the 2nd).
+fn invalid_request(e: InvalidRequest) -> Failure {
+    Failure::Invalid(
+        e.0.iter()
+            .map(|f| {
+                let (name, index) = match f.field.split_once('[') {
+                    Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                    None => (f.field.as_str(), None),
+                };
+                let flag = match name {
+                    "rcpt" => "rcpt".to_string(),
+                    other => other.replace('_', "-"),
+                };
+                match index {
+                    Some(i) => format!("--{flag} (#{}): {}", i + 1, f.reason),
+                    None => format!("--{flag}: {}", f.reason),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A message file, or standard input for `-`, at most one byte over the cap (so that an
+/// over-large message is refused, not cut).
+fn read_message(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    let cap = allowgate_server::evaluate::MAX_MESSAGE_BYTES as u64 + 1;
+    let mut raw = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(cap).read_to_end(&mut raw)
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        file.take(cap).read_to_end(&mut raw)
+    };
+    read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(raw)
 }
 
 fn print_verdict(v: &Verdict) {
@@ -678,7 +698,7 @@ fn print_verdict(v: &Verdict) {
             .join(", ")
     };
     println!("{}", v.reason());
-    println!("action:     {:?} ({:?})", v.action, v.status);
+    println!("action:     {} ({})", v.action, v.status);
     let tenants: Vec<String> = v
         .tenants
         .iter()
@@ -725,23 +745,14 @@ fn print_verdict(v: &Verdict) {
     if v.recipients.len() > 1 {
         println!("recipients:");
         for r in &v.recipients {
-            println!("  {} → {:?} ({:?})", r.address, r.action, r.status);
+            println!("  {} → {} ({})", r.address, r.action, r.status);
         }
     }
-    let checks: Vec<String> = v
-        .checks
-        .iter()
-        .map(|(c, o)| {
-            format!(
-                "{c}={}",
-                serde_json::to_value(o)
-                    .ok()
-                    .and_then(|x| x.as_str().map(String::from))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
+    let checks: Vec<String> = v.checks.iter().map(|(c, o)| format!("{c}={o}")).collect();
     println!("checks:     {}", checks.join(" "));
+    for (c, reason) in &v.check_reasons {
+        println!("  {c}: {reason}");
+    }
     for n in &v.notes {
         println!("note:       {n}");
     }

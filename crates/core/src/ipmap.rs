@@ -1,14 +1,11 @@
 //! Flattened interval map: which entries cover an IP, in a compiled snapshot.
 //!
-//! Full evaluation reads the label sets from here. The allow-list hot path, which needs only
-//! the union of the covering entries' bypass sets, reads summaries built from these intervals
-//! into [`LineMap`](crate::linemap::LineMap) (IPv4) and [`V6Map`](crate::v6map::V6Map) (IPv6).
-//!
 //! An [`IntervalMap`] is built once from many closed intervals `[start, end]`, each carrying a
 //! `u32` label (typically an entry index). Intervals may overlap arbitrarily and overlaps are
 //! *additive*: a key gets every label whose interval contains it. The build flattens the whole
 //! key space into disjoint *elementary intervals*, each labelled with an interned, sorted,
-//! deduplicated set of labels (or with "no set" where nothing matches).
+//! deduplicated set of labels (or with "no set" where nothing matches). A lookup returns that
+//! set as a slice.
 //!
 //! The same generic code serves IPv4 (`u32` keys) and IPv6 (`u128` keys).
 //!
@@ -16,9 +13,11 @@
 //!
 //! * `intervals` — one sorted array of `(start, set)` pairs, one per elementary interval;
 //!   the first start is always `K::MIN`, so the intervals tile the whole key space, and adjacent
-//!   intervals with the same set are merged. `set` is the interned [`SetId`] or a sentinel for
-//!   "no set". The pair is packed (8 bytes for `u32`, 20 for `u128`) so that the answer sits in
-//!   the cache line that the search just read.
+//!   intervals with the same set are merged. `set` is the label itself when one label covers the
+//!   interval (the common case: most entries do not overlap), the id of an interned larger set,
+//!   or a sentinel for "no set". The pair is packed (8 bytes for `u32`, 20 for `u128`) so that
+//!   the answer — for a single label, the label itself — sits in the cache line that the search
+//!   just read.
 //! * A radix bucket index in front of `intervals`: the common prefix of all boundaries is
 //!   skipped and the next bits (about 18 for a million IPv4 boundaries, at most 20) select a
 //!   bucket, which holds the position of its first boundary; a linear, branch-free count over
@@ -26,9 +25,8 @@
 //!   twice that) finishes the lookup. A bucket that still holds many boundaries
 //!   (clustered data, e.g. IPv6 tables under a few `/32`s) gets its own sub-table over *its*
 //!   common prefix, recursively, so lookups stay short whatever the distribution.
-//! * Interned sets live in flat arenas. Sets with a single label (the common case: most entries
-//!   do not overlap) get the low ids and cost 4 bytes each; larger sets are stored once each as
-//!   `offsets` + `labels`. Note that `k` nested intervals produce sets of up to `k` labels.
+//! * Sets of two or more labels are interned once each in a flat arena (`offsets` + `labels`).
+//!   Note that `k` nested intervals produce sets of up to `k` labels.
 //!
 //! This deliberately departs from separate `starts`/`sets` arrays searched by binary search:
 //! in A/B runs on the benchmark data (`crates/bench`, `BENCHMARKS.md`; 1M entries) that layout,
@@ -47,10 +45,9 @@
 //!     (0x0A00_0000, 0x0AFF_FFFF, 0),
 //!     (0x0A01_0000, 0x0A01_00FF, 7),
 //! ]);
-//! let set = map.lookup(0x0A01_0005).unwrap();
-//! assert_eq!(map.labels(set), &[0, 7]);
-//! assert_eq!(map.labels(map.lookup(0x0A02_0000).unwrap()), &[0]);
-//! assert_eq!(map.lookup(0x0B00_0000), None);
+//! assert_eq!(map.lookup(0x0A01_0005), &[0, 7]);
+//! assert_eq!(map.lookup(0x0A02_0000), &[0]);
+//! assert!(map.lookup(0x0B00_0000).is_empty());
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -178,22 +175,6 @@ impl IntervalKey for u128 {
     }
 }
 
-/// Opaque id of an interned label set.
-///
-/// Ids are dense: they are `0..map.set_count()`, so callers can keep per-set data in a `Vec`
-/// indexed by [`SetId::index`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct SetId(u32);
-
-impl SetId {
-    /// The id as an index into a `Vec` of length [`IntervalMap::set_count`].
-    #[inline]
-    #[must_use]
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
 /// [`Interval::set`] of an elementary interval covered by no input interval.
 const NO_SET: u32 = u32::MAX;
 /// Index entry flag: the bucket is resolved by the sub-table whose id is in the low bits.
@@ -207,13 +188,14 @@ const MAX_EXTRA_BITS: u32 = 2;
 
 /// Start and set of one elementary interval, packed so that a `u128` pair takes 20 bytes.
 ///
-/// Fields are only ever read by value (never borrowed), which packed structs allow.
+/// `start` is only ever read by value; `set` (aligned to 4 like the packing) may be borrowed.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 struct Interval<K: Copy> {
     /// First key of the interval.
     start: K,
-    /// Interned set id, or [`NO_SET`].
+    /// The one label covering the interval (below [`MULTI_TAG`]), [`MULTI_TAG`] | the index of
+    /// an interned larger set, or [`NO_SET`].
     set: u32,
 }
 
@@ -260,9 +242,8 @@ pub struct IntervalMap<K: IntervalKey> {
     index: Vec<u32>,
     /// Radix tables; `tables[0]` is the root.
     tables: Vec<Table<K>>,
-    /// Label of each singleton set; singleton `SetId`s are `0..singles.len()`.
-    singles: Vec<u32>,
-    /// Arena offsets of the larger sets (`SetId` `singles.len() + m` is set `m`).
+    /// Arena offsets of the sets of two or more labels (set `m` is
+    /// `multi_labels[multi_offsets[m]..multi_offsets[m + 1]]`).
     multi_offsets: Vec<u32>,
     /// Arena of the labels of the larger sets.
     multi_labels: Vec<u32>,
@@ -275,21 +256,18 @@ impl<K: IntervalKey> Default for IntervalMap<K> {
             intervals: Vec::new(),
             index: Vec::new(),
             tables: Vec::new(),
-            singles: Vec::new(),
             multi_offsets: vec![0],
             multi_labels: Vec::new(),
         }
     }
 }
 
-/// Tag bit of the temporary id of a larger set during the sweep (see [`Interner`]).
+/// Tag bit of [`Interval::set`] marking an interned set of two or more labels (or one label of
+/// `MULTI_TAG` or above, which cannot be stored inline).
 const MULTI_TAG: u32 = 1 << 31;
 
-/// Interns label sets during the sweep. Singletons get temporary ids `0..`, larger sets
-/// `MULTI_TAG | 0..`; [`IntervalMap::build`] renumbers the latter after the singletons.
+/// Interns the label sets of two or more labels during the sweep.
 struct Interner {
-    singles: Vec<u32>,
-    single_ids: HashMap<u32, u32>,
     multi_offsets: Vec<u32>,
     multi_labels: Vec<u32>,
     multi_ids: HashMap<Box<[u32]>, u32>,
@@ -299,8 +277,6 @@ struct Interner {
 impl Interner {
     fn new() -> Self {
         Self {
-            singles: Vec::new(),
-            single_ids: HashMap::new(),
             multi_offsets: vec![0],
             multi_labels: Vec::new(),
             multi_ids: HashMap::new(),
@@ -308,16 +284,14 @@ impl Interner {
         }
     }
 
-    /// Temporary id of the set of labels currently active, `NO_SET` if there are none.
+    /// The [`Interval::set`] of the labels currently active: the label itself, a set id, or
+    /// `NO_SET` if there are none.
     fn intern(&mut self, active: &BTreeMap<u32, u32>) -> u32 {
         let mut labels = active.keys();
         match (labels.next(), labels.next()) {
             (None, _) => NO_SET,
-            (Some(&label), None) => *self.single_ids.entry(label).or_insert_with(|| {
-                self.singles.push(label);
-                u32_len(self.singles.len() - 1)
-            }),
-            (Some(_), Some(_)) => {
+            (Some(&label), None) if label < MULTI_TAG => label,
+            _ => {
                 self.scratch.clear();
                 self.scratch.extend(active.keys().copied());
                 if let Some(&id) = self.multi_ids.get(self.scratch.as_slice()) {
@@ -406,20 +380,11 @@ impl<K: IntervalKey> IntervalMap<K> {
         }
         drop(events);
 
-        // Renumber: singletons keep 0..n, larger sets follow.
-        let n_single = u32_len(interner.singles.len());
-        for set in &mut sets {
-            if *set != NO_SET && *set & MULTI_TAG != 0 {
-                *set = n_single + (*set & !MULTI_TAG);
-            }
-        }
         let Interner {
-            mut singles,
             mut multi_offsets,
             mut multi_labels,
             ..
         } = interner;
-        singles.shrink_to_fit();
         multi_offsets.shrink_to_fit();
         multi_labels.shrink_to_fit();
 
@@ -447,7 +412,6 @@ impl<K: IntervalKey> IntervalMap<K> {
             intervals,
             index,
             tables,
-            singles,
             multi_offsets,
             multi_labels,
         }
@@ -493,55 +457,31 @@ impl<K: IntervalKey> IntervalMap<K> {
         }
     }
 
-    /// The set of labels covering `key`, or `None` if no interval covers it.
+    /// The labels covering `key`, sorted ascending and deduplicated; empty if none.
     #[inline]
     #[must_use]
-    pub fn lookup(&self, key: K) -> Option<SetId> {
-        let pos = self.position(key)?;
-        match self.intervals.get(pos)?.set {
-            NO_SET => None,
-            id => Some(SetId(id)),
+    pub fn lookup(&self, key: K) -> &[u32] {
+        let Some(interval) = self.position(key).and_then(|pos| self.intervals.get(pos)) else {
+            return &[];
+        };
+        let set = interval.set;
+        if set < MULTI_TAG {
+            return std::slice::from_ref(&interval.set);
         }
-    }
-
-    /// The elementary intervals in key order: each start with its set, or `None` where no
-    /// input interval covers the keys. The first start is `K::MIN` (unless the map is empty).
-    pub fn intervals(&self) -> impl Iterator<Item = (K, Option<SetId>)> + '_ {
-        self.intervals.iter().map(|interval| {
-            let start = interval.start;
-            match interval.set {
-                NO_SET => (start, None),
-                id => (start, Some(SetId(id))),
-            }
-        })
-    }
-
-    /// Labels of a set, sorted ascending and deduplicated.
-    ///
-    /// Returns an empty slice for a `SetId` that does not belong to this map.
-    #[must_use]
-    pub fn labels(&self, set: SetId) -> &[u32] {
-        let i = set.index();
-        if let Some(label) = self.singles.get(i) {
-            return std::slice::from_ref(label);
+        if set == NO_SET {
+            return &[];
         }
-        let m = i - self.singles.len();
+        let m = (set & !MULTI_TAG) as usize;
         match (self.multi_offsets.get(m), self.multi_offsets.get(m + 1)) {
             (Some(&a), Some(&b)) => self.multi_labels.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
         }
     }
 
-    /// Labels of the set with index `index` (`0..set_count()`), for per-set precomputation.
+    /// Number of interned sets of two or more labels (single labels are stored inline).
     #[must_use]
-    pub fn labels_at(&self, index: usize) -> &[u32] {
-        u32::try_from(index).map_or(&[], |i| self.labels(SetId(i)))
-    }
-
-    /// Number of interned sets; [`SetId`]s are `0..set_count()`.
-    #[must_use]
-    pub fn set_count(&self) -> usize {
-        self.singles.len() + self.multi_offsets.len() - 1
+    pub fn multi_set_count(&self) -> usize {
+        self.multi_offsets.len() - 1
     }
 
     /// Number of elementary intervals (including those covered by no input interval).
@@ -557,7 +497,6 @@ impl<K: IntervalKey> IntervalMap<K> {
         self.intervals.capacity() * size_of::<Interval<K>>()
             + self.index.capacity() * size_of::<u32>()
             + self.tables.capacity() * size_of::<Table<K>>()
-            + self.singles.capacity() * size_of::<u32>()
             + self.multi_offsets.capacity() * size_of::<u32>()
             + self.multi_labels.capacity() * size_of::<u32>()
     }
@@ -691,9 +630,7 @@ mod tests {
     }
 
     fn got<K: IntervalKey>(map: &IntervalMap<K>, key: K) -> Vec<u32> {
-        map.lookup(key)
-            .map(|s| map.labels(s).to_vec())
-            .unwrap_or_default()
+        map.lookup(key).to_vec()
     }
 
     fn check<K: IntervalKey>(items: &[(K, K, u32)], keys: &[K]) {
@@ -706,20 +643,20 @@ mod tests {
     #[test]
     fn empty_map_finds_nothing() {
         let map = IntervalMap::<u32>::build(Vec::new());
-        assert_eq!(map.lookup(0), None);
-        assert_eq!(map.lookup(u32::MAX), None);
-        assert_eq!(map.set_count(), 0);
+        assert!(map.lookup(0).is_empty());
+        assert!(map.lookup(u32::MAX).is_empty());
+        assert_eq!(map.multi_set_count(), 0);
         assert_eq!(map.interval_count(), 0);
         let default = IntervalMap::<u128>::default();
-        assert_eq!(default.lookup(7), None);
-        assert_eq!(default.set_count(), 0);
+        assert!(default.lookup(7).is_empty());
+        assert_eq!(default.multi_set_count(), 0);
     }
 
     #[test]
     fn inverted_items_are_ignored() {
         let map = IntervalMap::<u32>::build(vec![(10, 5, 1)]);
-        assert_eq!(map.lookup(7), None);
-        assert_eq!(map.set_count(), 0);
+        assert!(map.lookup(7).is_empty());
+        assert_eq!(map.interval_count(), 0);
     }
 
     #[test]
@@ -741,8 +678,12 @@ mod tests {
     fn intervals_tile_the_key_space() {
         let map = IntervalMap::<u32>::build(vec![(10, 20, 1), (15, 30, 2)]);
         let got: Vec<(u32, Vec<u32>)> = map
-            .intervals()
-            .map(|(start, set)| (start, set.map_or(vec![], |s| map.labels(s).to_vec())))
+            .intervals
+            .iter()
+            .map(|i| {
+                let start = i.start;
+                (start, got(&map, start))
+            })
             .collect();
         assert_eq!(
             got,
@@ -776,22 +717,30 @@ mod tests {
         let map = IntervalMap::<u32>::build(vec![(10, 19, 4), (20, 29, 4), (30, 39, 5)]);
         // [0,10) none, [10,30) {4}, [30,40) {5}, [40,MAX] none
         assert_eq!(map.interval_count(), 4);
-        assert_eq!(map.set_count(), 2);
+        assert_eq!(map.multi_set_count(), 0);
         assert_eq!(got(&map, 29), vec![4]);
         assert_eq!(got(&map, 30), vec![5]);
     }
 
     #[test]
-    fn set_ids_are_dense_and_singletons_come_first() {
-        let map = IntervalMap::<u32>::build(vec![(0, 10, 7), (5, 20, 8), (30, 40, 9)]);
-        assert_eq!(map.set_count(), 4); // {7}, {7,8}, {8}, {9}
-        let mut seen: Vec<Vec<u32>> = (0..map.set_count())
-            .map(|i| map.labels(SetId(u32::try_from(i).unwrap())).to_vec())
-            .collect();
-        assert_eq!(seen.pop(), Some(vec![7, 8]));
-        seen.sort();
-        assert_eq!(seen, vec![vec![7], vec![8], vec![9]]);
-        assert_eq!(map.labels(SetId(99)), &[] as &[u32]);
+    fn single_labels_are_inline_and_larger_sets_interned_once() {
+        let items = vec![
+            (0, 10, 7),
+            (5, 20, 8),
+            (30, 40, 9),
+            (50, 60, 7),
+            (55, 58, 8),
+        ];
+        let map = IntervalMap::<u32>::build(items);
+        assert_eq!(map.multi_set_count(), 1); // {7, 8}, at 5..=10 and 55..=58
+        assert_eq!(got(&map, 7), vec![7, 8]);
+        assert_eq!(got(&map, 56), vec![7, 8]);
+        assert_eq!(got(&map, 35), vec![9]);
+        // A label too large to be inline is interned like a larger set.
+        let big = MULTI_TAG + 5;
+        let map = IntervalMap::<u32>::build(vec![(0, 10, big)]);
+        assert_eq!(got(&map, 3), vec![big]);
+        assert_eq!(map.multi_set_count(), 1);
     }
 
     #[test]

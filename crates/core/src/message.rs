@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use allowgate_types::{Domain, EmailAddress, SenderSource, normalize_ip, parse_ip};
-use mail_parser::{HeaderForm, HeaderName, HeaderValue, MessageParser};
+use allowgate_types::{Domain, EmailAddress, SenderSource, normalize_ip, parse_ip, shown};
+use mail_parser::{HeaderForm, HeaderName, HeaderValue, Message, MessageParser};
 
 /// Largest message parsed (bigger input is cut; the head still parses).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -17,12 +17,35 @@ pub const MAX_BODY_ITEMS: usize = 1000;
 /// Most addresses kept per sender header.
 pub const MAX_ADDRESSES_PER_HEADER: usize = 32;
 
+/// A sender address found in a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderAddress {
+    /// The whole address could be read.
+    Address(EmailAddress),
+    /// Only the domain could be read (e.g. `"x y"@evil.example`, whose quoted local part the
+    /// header parser drops). Block entries on the domain still see it; allow matching does not
+    /// use it.
+    DomainOnly(Domain),
+    /// Nothing usable: not even the domain parses. Kept (printable, cut to 80 characters) so
+    /// that the verdict can say a sender could not be checked.
+    Unreadable(String),
+}
+
+/// A sender address of the message and the header it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSender {
+    /// The header.
+    pub source: SenderSource,
+    /// The address.
+    pub address: SenderAddress,
+}
+
 /// What the policy needs from a message, normalised with the same functions as entry values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFacts {
     /// Sender addresses found in headers, in the order of [`SenderSource::PRIORITY`]
     /// (`MAIL FROM` is not a header and is not here).
-    pub header_senders: Vec<(SenderSource, EmailAddress)>,
+    pub header_senders: Vec<HeaderSender>,
     /// The connecting IP of each `Received:` header, most recent (topmost) first; headers without
     /// a parseable IP are left out.
     pub received_ips: Vec<IpAddr>,
@@ -33,12 +56,18 @@ pub struct MessageFacts {
 }
 
 impl MessageFacts {
-    /// Parse a raw RFC 5322 message. Never fails: what cannot be read is left out.
+    /// Parse a raw RFC 5322 message (at most [`MAX_MESSAGE_BYTES`] are read). Never fails: what
+    /// cannot be read is left out. When the message is also parsed for something else (DKIM,
+    /// DMARC), parse it once and use [`MessageFacts::from_message`].
     pub fn parse(raw: &[u8]) -> MessageFacts {
         let raw = &raw[..raw.len().min(MAX_MESSAGE_BYTES)];
-        let Some(message) = MessageParser::default().parse(raw) else {
-            return MessageFacts::default();
-        };
+        MessageParser::default()
+            .parse(raw)
+            .map_or_else(MessageFacts::default, |m| MessageFacts::from_message(&m))
+    }
+
+    /// The facts of an already parsed message.
+    pub fn from_message(message: &Message<'_>) -> MessageFacts {
         let mut facts = MessageFacts::default();
         for source in &SenderSource::PRIORITY[1..] {
             let name = match source {
@@ -54,12 +83,14 @@ impl MessageFacts {
                     continue;
                 };
                 for addr in list.iter().take(MAX_ADDRESSES_PER_HEADER) {
-                    if let Some(parsed) = addr
-                        .address
-                        .as_deref()
-                        .and_then(|a| EmailAddress::parse(a).ok())
-                    {
-                        facts.header_senders.push((*source, parsed));
+                    let Some(text) = addr.address.as_deref() else {
+                        continue;
+                    };
+                    if let Some(address) = sender_address(text) {
+                        facts.header_senders.push(HeaderSender {
+                            source: *source,
+                            address,
+                        });
                     }
                 }
             }
@@ -92,6 +123,26 @@ impl MessageFacts {
         facts.body_ips = scanner.ips.into_iter().collect();
         facts
     }
+}
+
+/// A header address as a sender: the whole address, else its domain, else the text itself.
+/// `None` for an empty address (the null sender `<>`).
+fn sender_address(text: &str) -> Option<SenderAddress> {
+    let text = text.trim();
+    if text.is_empty() || text == "<>" {
+        return None;
+    }
+    if let Ok(address) = EmailAddress::parse(text) {
+        return Some(SenderAddress::Address(address));
+    }
+    let domain = text
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim().trim_end_matches('>').trim())
+        .and_then(|d| Domain::parse(d).ok());
+    Some(match domain {
+        Some(d) => SenderAddress::DomainOnly(d),
+        None => SenderAddress::Unreadable(shown(text, 80)),
+    })
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
@@ -205,7 +256,10 @@ Mail me at someone@shop.example.co.uk, see evil.example.net. Not a domain: foo.b
         let senders: Vec<String> = f
             .header_senders
             .iter()
-            .map(|(s, a)| format!("{s}={a}"))
+            .map(|h| match &h.address {
+                SenderAddress::Address(a) => format!("{}={a}", h.source),
+                other => format!("{}={other:?}", h.source),
+            })
             .collect();
         assert_eq!(
             senders,
@@ -232,6 +286,27 @@ Mail me at someone@shop.example.co.uk, see evil.example.net. Not a domain: foo.b
         );
         let ips: Vec<String> = f.body_ips.iter().map(ToString::to_string).collect();
         assert_eq!(ips, ["192.0.2.55", "2001:db8::7"]);
+    }
+
+    #[test]
+    fn quoted_local_part_keeps_its_domain_for_block_matching() {
+        let f = MessageFacts::parse(
+            b"From: \"x y\"@evil.example\r\nSender: bad@@\xff\r\nReturn-Path: <>\r\n\r\nx\r\n",
+        );
+        let evil = Domain::parse("evil.example").unwrap();
+        assert_eq!(
+            f.header_senders,
+            [
+                HeaderSender {
+                    source: SenderSource::From,
+                    address: SenderAddress::DomainOnly(evil)
+                },
+                HeaderSender {
+                    source: SenderSource::Sender,
+                    address: SenderAddress::Unreadable("bad@@\u{fffd}".into())
+                },
+            ]
+        );
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! Compiling entries into an immutable [`Snapshot`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use allowgate_types::{
-    CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryValue, IpBounds, IpRange,
-    List, Scope, Tenant, TenantName,
+    CheckSet, Domain, Entry, EntryId, EntryKind, EntryValue, IpBounds, IpRange, List, Scope,
+    Tenant, TenantName,
 };
 use chrono::{DateTime, Utc};
+use hashbrown::HashMap;
 
-use crate::ipmap::{IntervalKey, IntervalMap, SetId};
-use crate::linemap::LineMap;
-use crate::v6map::V6Map;
+use crate::ipmap::IntervalMap;
+use crate::names::{NameIndex, Posting};
 
 /// What a block match does to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -25,7 +25,7 @@ pub enum BlockAction {
     Tag,
 }
 
-/// Deployment-wide policy settings that shape compilation.
+/// Deployment-wide policy settings that shape compilation and decisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyConfig {
     /// Checks no entry can ever bypass (`all` excludes them, named ones are dropped). Empty by
@@ -35,6 +35,9 @@ pub struct PolicyConfig {
     pub block_action: BlockAction,
     /// What a spam verdict does, which is also what a country block does (default `quarantine`).
     pub spam_action: BlockAction,
+    /// Checks whose failure (`fail`, or `listed` for RBLs) rejects the message when they are not
+    /// bypassed. Empty by default: installing allowgate rejects nothing the lists do not say.
+    pub reject_on_fail: CheckSet,
 }
 
 impl Default for PolicyConfig {
@@ -43,345 +46,221 @@ impl Default for PolicyConfig {
             never_bypass: CheckSet::EMPTY,
             block_action: BlockAction::Reject,
             spam_action: BlockAction::Quarantine,
+            reject_on_fail: CheckSet::EMPTY,
         }
     }
 }
 
-/// One entry as the snapshot keeps it.
-#[derive(Debug, Clone)]
-pub struct CompiledEntry {
-    /// The stored entry.
-    pub entry: Entry,
-    /// Its bypass set with `all` and `never_bypass` resolved.
+/// Entry flag: counts only for an authenticated sender.
+pub(crate) const REQUIRE_AUTH: u8 = 1;
+/// Entry flag: an `internal` ignore entry (a trusted relay).
+pub(crate) const INTERNAL: u8 = 2;
+/// Entry flag: has a validity window, checked at evaluation time.
+pub(crate) const WINDOWED: u8 = 4;
+
+/// What matching and deciding need to know of an entry, in 24 bytes (one cache line holds
+/// two and a half).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    /// Its id.
+    pub id: EntryId,
+    /// Its bypass set with `all` and `never_bypass` resolved (empty unless allow).
     pub bypass: CheckSet,
-    /// Scope index: 0 = global, n = tenant n-1.
-    pub(crate) scope: usize,
-    /// Whether the entry has a validity window (must be checked at evaluation time).
-    pub(crate) windowed: bool,
+    /// 0 = global, n = tenant n-1.
+    pub scope: u32,
+    /// Its list.
+    pub list: List,
+    /// Its kind.
+    pub kind: EntryKind,
+    /// [`REQUIRE_AUTH`], [`INTERNAL`], [`WINDOWED`].
+    pub flags: u8,
 }
 
-impl CompiledEntry {
-    /// The id.
-    pub fn id(&self) -> EntryId {
-        self.entry.id
-    }
-
-    /// Whether it takes part in matching at `now`.
-    pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
-        !self.windowed || self.entry.entry.is_active_at(now)
-    }
+/// The validity window of a windowed entry.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    starts: Option<DateTime<Utc>>,
+    expires: Option<DateTime<Utc>>,
 }
 
-/// Payload bit (beside the check bits) saying a set has an entry with a validity window, so its
-/// bypass union must be recomputed at `now`.
-const WINDOWED: u32 = 1 << 30;
-
-/// Flattened IP lookups of one family pair. For [`Snapshot::allow_bypass_for_ip`], the union of
-/// the bypass sets of the entries covering each address (and [`WINDOWED`]) also sits in a
-/// [`LineMap`] for IPv4 (one cache line per lookup) and a [`V6Map`] for IPv6 (two or three
-/// read at once), or, where one is not built, in a table by interval set.
+/// The IPv4 and IPv6 interval maps of one set of IP entries.
 #[derive(Default)]
-pub(crate) struct IpIndex {
+pub(crate) struct IpMaps {
     v4: IntervalMap<u32>,
     v6: IntervalMap<u128>,
-    /// `None` when the summaries have more distinct values than a line map takes, or the keys
-    /// are too sparse for it, and for indexes nobody asks for summaries (tenants' lists, block
-    /// and ignore lists, body IPs).
-    summary_v4: Option<LineMap>,
-    /// The IPv6 counterpart, `None` likewise (or when the boundaries do not fit its layout).
-    summary_v6: Option<V6Map>,
-    /// The summary of each IPv4 interval set, where the summaries are asked for but there is no
-    /// line map (else empty).
-    set_summaries_v4: Vec<u32>,
-    /// The IPv6 counterpart.
-    set_summaries_v6: Vec<u32>,
-    /// Whether any entry here has a validity window (then summaries may carry [`WINDOWED`]).
-    windowed: bool,
 }
 
-/// Each elementary interval's start and summary (0 where no entry covers it), given the
-/// summary of each set.
-fn summary_boundaries<K: IntervalKey>(map: &IntervalMap<K>, sums: &[u32]) -> Vec<(K, u32)> {
-    map.intervals()
-        .map(|(start, set)| {
-            (
-                start,
-                set.map_or(0, |s| sums.get(s.index()).copied().unwrap_or(0)),
-            )
-        })
-        .collect()
+impl IpMaps {
+    /// Labels of the entries covering `ip` (normalised: IPv4-mapped addresses are IPv4).
+    #[inline]
+    pub(crate) fn lookup(&self, ip: IpAddr) -> &[u32] {
+        match ip {
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.interval_count() == 0 && self.v6.interval_count() == 0
+    }
 }
 
-/// The summary of `set` from a table by set, `None` without one.
-fn set_summary(sums: &[u32], set: Option<SetId>) -> Option<u32> {
-    match set {
-        Some(s) => sums.get(s.index()).copied(),
-        None => Some(0),
+/// Where each scope's labels are: labels are numbered scope by scope (global first, then each
+/// tenant in order), so a sorted label set splits into scopes by binary search, without
+/// reading any entry.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeRanges {
+    /// `starts[s]..starts[s + 1]` are the labels of scope `s` (0 = global, n = tenant n-1).
+    starts: Vec<u32>,
+}
+
+impl ScopeRanges {
+    /// The labels of `labels` (sorted) that belong to scope `scope`.
+    #[inline]
+    pub(crate) fn of<'l>(&self, labels: &'l [u32], scope: usize) -> &'l [u32] {
+        let (Some(&lo), Some(&hi)) = (self.starts.get(scope), self.starts.get(scope + 1)) else {
+            return &[];
+        };
+        if labels.len() == 1 {
+            // The common case: one entry covers the address.
+            return if (lo..hi).contains(&labels[0]) {
+                labels
+            } else {
+                &[]
+            };
+        }
+        let a = labels.partition_point(|l| *l < lo);
+        let b = labels.partition_point(|l| *l < hi);
+        &labels[a..b]
     }
 }
 
 /// Lists with at least this many IP entries build their IPv4 and IPv6 maps on two threads.
 const PARALLEL_ITEMS: usize = 20_000;
 
-/// The maps of one address family in an [`IpIndex`].
-struct Family<K: IntervalKey, M> {
-    intervals: IntervalMap<K>,
-    /// The line map of bypass summaries, if asked for and built.
-    lines: Option<M>,
-    /// The summary of each interval set, if asked for and there is no line map.
-    set_summaries: Vec<u32>,
-}
-
-impl<K: IntervalKey, M> Family<K, M> {
-    /// Builds the interval map of `items` and, with `summaries`, the line map that `line`
-    /// builds from the boundaries of the summaries (or, if it builds none, a table by set).
-    fn build(
-        items: Vec<(K, K, u32)>,
-        summaries: bool,
-        summary: &(impl Fn(&[u32]) -> u32 + Sync),
-        line: impl FnOnce(&[(K, u32)]) -> Option<M>,
-    ) -> Self {
-        let intervals = IntervalMap::build(items);
-        let mut family = Family {
-            lines: None,
-            set_summaries: Vec::new(),
-            intervals,
-        };
-        if summaries {
-            let sums: Vec<u32> = (0..family.intervals.set_count())
-                .map(|i| summary(family.intervals.labels_at(i)))
-                .collect();
-            family.lines = line(&summary_boundaries(&family.intervals, &sums));
-            if family.lines.is_none() {
-                family.set_summaries = sums;
-            }
-        }
-        family
-    }
-}
-
-/// The entries matching one IP.
-pub(crate) struct IpHit<'a> {
-    /// Labels (indices into the snapshot's entries), sorted.
-    pub labels: &'a [u32],
-}
-
-impl IpIndex {
-    /// Builds the index; with `summaries`, also the IPv4 line map of bypass summaries.
-    fn build(items: Vec<(IpBounds, u32)>, entries: &[CompiledEntry], summaries: bool) -> IpIndex {
-        let items_windowed = items
-            .iter()
-            .any(|&(_, label)| entries.get(label as usize).is_some_and(|e| e.windowed));
-        let parallel = items.len() >= PARALLEL_ITEMS;
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for (b, label) in items {
-            match b {
-                IpBounds::V4(s, e) => v4.push((s, e, label)),
-                IpBounds::V6(s, e) => v6.push((s, e, label)),
-            }
-        }
-        let summary = |labels: &[u32]| {
-            labels.iter().fold(0, |acc, l| {
-                let e = &entries[*l as usize];
-                acc | e.bypass.bits() | if e.windowed { WINDOWED } else { 0 }
-            })
-        };
-        let build_v4 = || Family::build(v4, summaries, &summary, |b| LineMap::build(b, 0));
-        let build_v6 = || Family::build(v6, summaries, &summary, |b| V6Map::build(b, 0));
-        // The families are independent: on a large list, one each per core.
-        let (v4, v6) = if parallel {
-            std::thread::scope(|scope| {
-                let v6 = scope.spawn(build_v6);
-                let v4 = build_v4();
-                (
-                    v4,
-                    v6.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                )
-            })
-        } else {
-            (build_v4(), build_v6())
-        };
-        IpIndex {
-            v4: v4.intervals,
-            v6: v6.intervals,
-            summary_v4: v4.lines,
-            summary_v6: v6.lines,
-            set_summaries_v4: v4.set_summaries,
-            set_summaries_v6: v6.set_summaries,
-            windowed: items_windowed,
-        }
-    }
-
-    /// The bypass union (and windowed flag) of the entries covering an address, without
-    /// touching the label sets; `None` where neither a line map nor a table by set answers (then
-    /// the caller unions the entries).
-    /// Takes the address by reference and never builds a new `IpAddr`: copying the 17-byte enum
-    /// through the stack defeats store forwarding and serialises consecutive lookups.
-    #[inline(always)]
-    fn bypass(&self, ip: &IpAddr) -> Option<u32> {
-        match ip {
-            IpAddr::V4(a) => self.bypass_v4(u32::from(*a)),
-            IpAddr::V6(a) => {
-                let key = u128::from(*a);
-                // `::ffff:a.b.c.d` is IPv4 (as `Ipv6Addr::to_ipv4_mapped` says, which compiles
-                // to some 35 instructions here, against two).
-                if key >> 32 == 0xFFFF {
-                    #[allow(clippy::cast_possible_truncation)]
-                    self.bypass_v4(key as u32)
-                } else {
-                    self.bypass_v6(key)
-                }
-            }
-        }
-    }
-
-    /// The summary for an IPv4 address, from the line map if there is one.
-    #[inline(always)]
-    fn bypass_v4(&self, key: u32) -> Option<u32> {
-        match &self.summary_v4 {
-            Some(map) => Some(map.get(key)),
-            None => set_summary(&self.set_summaries_v4, self.v4.lookup(key)),
-        }
-    }
-
-    /// The summary for an IPv6 address, from the IPv6 line maps if there are.
-    #[inline(always)]
-    fn bypass_v6(&self, key: u128) -> Option<u32> {
-        match &self.summary_v6 {
-            Some(map) => map.get(key),
-            None => set_summary(&self.set_summaries_v6, self.v6.lookup(key)),
-        }
-    }
-
-    /// Look an address up. `ip` must already be normalised (IPv4-mapped → IPv4).
-    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<IpHit<'_>> {
-        let labels = match ip {
-            IpAddr::V4(a) => self.v4.labels(self.v4.lookup(u32::from(a))?),
-            IpAddr::V6(a) => self.v6.labels(self.v6.lookup(u128::from(a))?),
-        };
-        Some(IpHit { labels })
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.v4.heap_bytes()
-            + self.v6.heap_bytes()
-            + self.summary_v4.as_ref().map_or(0, LineMap::heap_bytes)
-            + self.summary_v6.as_ref().map_or(0, V6Map::heap_bytes)
-    }
-}
-
-/// Exact names plus label-boundary suffixes (`*.example.com`).
+/// IP items by family, before the maps are built.
 #[derive(Default)]
-pub(crate) struct NameIndex {
-    exact: HashMap<Box<str>, Vec<u32>>,
-    suffix: HashMap<Box<str>, Vec<u32>>,
+struct PendingIps {
+    v4: Vec<(u32, u32, u32)>,
+    v6: Vec<(u128, u128, u32)>,
 }
 
-impl NameIndex {
-    fn insert(&mut self, key: String, subdomains: bool, label: u32) {
-        let map = if subdomains {
-            &mut self.suffix
-        } else {
-            &mut self.exact
-        };
-        map.entry(key.into_boxed_str()).or_default().push(label);
+impl PendingIps {
+    fn push(&mut self, bounds: IpBounds, label: u32) {
+        match bounds {
+            IpBounds::V4(s, e) => self.v4.push((s, e, label)),
+            IpBounds::V6(s, e) => self.v6.push((s, e, label)),
+        }
     }
 
-    /// Labels of entries matching `domain`, prefixed by `prefix` (e.g. `user@`), on label
-    /// boundaries.
-    pub(crate) fn lookup(&self, prefix: &str, domain: &Domain, out: &mut Vec<u32>) {
-        if self.exact.is_empty() && self.suffix.is_empty() {
-            return;
-        }
-        let mut key = String::with_capacity(prefix.len() + domain.as_str().len());
-        key.push_str(prefix);
-        key.push_str(domain.as_str());
-        if let Some(v) = self.exact.get(key.as_str()) {
-            out.extend_from_slice(v);
-        }
-        if self.suffix.is_empty() {
-            return;
-        }
-        for s in domain.suffixes() {
-            key.truncate(prefix.len());
-            key.push_str(s);
-            if let Some(v) = self.suffix.get(key.as_str()) {
-                out.extend_from_slice(v);
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
+/// A name entry's key, borrowed from the entry, until the name index is built.
+enum NameKey<'a> {
+    Domain(&'a Domain),
+    Address(&'a str, &'a Domain),
+    Country(allowgate_types::CountryCode),
+}
+
+/// Builds the maps of the client and body IP items; with many items, the IPv4 maps on one
+/// thread and the IPv6 maps on another, while this thread also runs `side`.
+fn build_ip_maps<T: Send>(
+    pending: [PendingIps; 2],
+    side: impl FnOnce() -> T + Send,
+) -> (IpMaps, IpMaps, T) {
+    let total: usize = pending.iter().map(PendingIps::len).sum();
+    let [client, body] = pending;
+    let build_v4 = move || (IntervalMap::build(client.v4), IntervalMap::build(body.v4));
+    let build_v6 = move || (IntervalMap::build(client.v6), IntervalMap::build(body.v6));
+    let ((c4, b4), (c6, b6), side) = if total >= PARALLEL_ITEMS {
+        std::thread::scope(|scope| {
+            let v4 = scope.spawn(build_v4);
+            let v6 = scope.spawn(build_v6);
+            let side = side();
+            let v4 = v4.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            let v6 = v6.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (v4, v6, side)
+        })
+    } else {
+        (build_v4(), build_v6(), side())
+    };
+    (IpMaps { v4: c4, v6: c6 }, IpMaps { v4: b4, v6: b6 }, side)
+}
+
+/// The IP addresses each `spf-domain` entry's domain authorises, as expanded by the caller
+/// (the checks crate resolves them; compiling does no I/O).
+pub type SpfExpansion = std::collections::HashMap<Domain, Vec<IpRange>>;
+
+/// The client-IP index of the `spf-domain` entries, built from an [`SpfExpansion`] apart from
+/// the rest of the snapshot so that refreshing the expansion (its DNS TTLs run out) rebuilds
+/// only this.
+#[derive(Default)]
+pub(crate) struct SpfIndex {
+    /// The expanded networks of every resolved entry, labelled with the entry.
+    pub maps: IpMaps,
+    /// Labels of `spf-domain` entries with no expansion: they match nothing.
+    pub unresolved: Vec<u32>,
+}
+
+impl SpfIndex {
+    fn build(compiled: &Compiled, spf: &SpfExpansion) -> SpfIndex {
+        let mut items = PendingIps::default();
+        let mut unresolved = Vec::new();
+        for &label in &compiled.spf_labels {
+            let ranges = match &compiled.values[label as usize] {
+                EntryValue::SpfDomain(d) => spf.get(d),
+                _ => None,
+            };
+            match ranges {
+                Some(ranges) => ranges.iter().for_each(|r| items.push(r.bounds(), label)),
+                None => unresolved.push(label),
             }
         }
+        let (maps, _, ()) = build_ip_maps([items, PendingIps::default()], || ());
+        SpfIndex { maps, unresolved }
     }
 }
 
-/// The compiled lists of one list kind (allow, block or ignore) in one scope.
-#[derive(Default)]
-pub(crate) struct ListIndex {
-    /// `ip` and resolved `spf-domain` entries, matched against the client IP.
-    pub client_ip: IpIndex,
-    /// `host` entries.
-    pub host: NameIndex,
-    /// `email` entries with a local part (`user@…`), keyed `user@domain`.
-    pub email: NameIndex,
-    /// `email` entries `*@…`.
-    pub email_any: NameIndex,
-    /// `domain` entries.
-    pub domain: NameIndex,
-    /// `country` entries.
-    pub country: HashMap<CountryCode, Vec<u32>>,
-    /// `body-domain` entries.
-    pub body_domain: NameIndex,
-    /// `body-ip` entries.
-    pub body_ip: IpIndex,
-    /// `spf-domain` entries whose SPF record has not been expanded (they match nothing).
-    pub unresolved_spf: Vec<u32>,
+/// The compiled entries and their indexes (everything but the SPF expansion).
+pub(crate) struct Compiled {
+    pub revision: i64,
+    pub config: PolicyConfig,
+    /// By label.
+    pub meta: Vec<Meta>,
+    /// Each entry's value (for explanations), by label.
+    pub values: Vec<EntryValue>,
+    /// Windows of the windowed entries, by label.
+    windows: HashMap<u32, Window>,
+    /// Bit `label` is set when the entry has a window.
+    windowed: Vec<u64>,
+    pub tenants: Vec<TenantName>,
+    /// Recipient domain → tenant index (keys inline when short: a miss fewer per lookup).
+    tenant_of_domain: HashMap<smallvec::SmallVec<[u8; 32]>, u32>,
+    /// Which labels belong to which scope.
+    pub scopes: ScopeRanges,
+    /// `ip` entries of every list and scope, matched against the effective client IP.
+    pub client_ip: IpMaps,
+    /// `body-ip` entries of every list and scope.
+    pub body_ip: IpMaps,
+    pub names: NameIndex,
+    /// Labels of the `spf-domain` entries.
+    spf_labels: Vec<u32>,
 }
-
-impl ListIndex {
-    /// Labels of entries matching a sender address (`email` and `domain` kinds).
-    pub(crate) fn sender(&self, address: &EmailAddress, out: &mut Vec<u32>) {
-        let mut prefix = String::with_capacity(address.local().len() + 1);
-        prefix.push_str(address.local());
-        prefix.push('@');
-        self.email.lookup(&prefix, address.domain(), out);
-        self.email_any.lookup("", address.domain(), out);
-        self.domain.lookup("", address.domain(), out);
-    }
-}
-
-/// All lists of one scope.
-#[derive(Default)]
-pub(crate) struct ScopeIndex {
-    pub lists: [ListIndex; 3],
-}
-
-impl ScopeIndex {
-    pub(crate) fn list(&self, list: List) -> &ListIndex {
-        &self.lists[list_slot(list)]
-    }
-}
-
-fn list_slot(list: List) -> usize {
-    match list {
-        List::Allow => 0,
-        List::Block => 1,
-        List::Ignore => 2,
-    }
-}
-
-/// The IP addresses a `spf-domain` entry's SPF record authorises, as expanded by the caller
-/// (the checks crate resolves them; compile does no I/O).
-pub type SpfExpansion = HashMap<Domain, Vec<IpRange>>;
 
 /// An immutable compiled policy: every enabled entry of every scope, indexed for lookups.
-/// Build it with [`Snapshot::compile`], share it behind an `Arc`, swap it atomically.
+/// Build it with [`Snapshot::compile`], share it behind an `Arc`, swap it atomically; refresh
+/// its SPF expansions with [`Snapshot::with_spf`].
+#[derive(Clone)]
 pub struct Snapshot {
-    pub(crate) revision: i64,
-    pub(crate) config: PolicyConfig,
-    pub(crate) entries: Vec<CompiledEntry>,
-    pub(crate) tenants: Vec<TenantName>,
-    pub(crate) tenant_of_domain: HashMap<Domain, usize>,
-    /// Index 0 = global; index n = tenant n-1.
-    pub(crate) scopes: Vec<ScopeIndex>,
+    pub(crate) compiled: Arc<Compiled>,
+    pub(crate) spf: Arc<SpfIndex>,
 }
 
 /// A problem found while compiling (the entry is left out; nothing else is affected).
@@ -391,6 +270,16 @@ pub struct CompileWarning {
     pub entry: EntryId,
     /// What is wrong.
     pub message: String,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("revision", &self.revision())
+            .field("entries", &self.entry_count())
+            .field("tenants", &self.compiled.tenants.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Snapshot {
@@ -404,324 +293,375 @@ impl Snapshot {
         entries: impl IntoIterator<Item = Entry>,
         spf: &SpfExpansion,
     ) -> (Snapshot, Vec<CompileWarning>) {
+        let (compiled, warnings) = Compiled::build(revision, config, tenants, entries);
+        let spf = SpfIndex::build(&compiled, spf);
+        let snapshot = Snapshot {
+            compiled: Arc::new(compiled),
+            spf: Arc::new(spf),
+        };
+        (snapshot, warnings)
+    }
+
+    /// The same snapshot with another SPF expansion. Only the `spf-domain` entries' index is
+    /// rebuilt; the rest is shared with `self`.
+    pub fn with_spf(&self, spf: &SpfExpansion) -> Snapshot {
+        Snapshot {
+            compiled: Arc::clone(&self.compiled),
+            spf: Arc::new(SpfIndex::build(&self.compiled, spf)),
+        }
+    }
+
+    /// The domains of the `spf-domain` entries, each once: what an [`SpfExpansion`] should
+    /// cover.
+    pub fn spf_domains(&self) -> Vec<&Domain> {
+        let mut domains: Vec<&Domain> = self
+            .compiled
+            .spf_labels
+            .iter()
+            .filter_map(|l| match &self.compiled.values[*l as usize] {
+                EntryValue::SpfDomain(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        domains.sort_unstable();
+        domains.dedup();
+        domains
+    }
+
+    /// The configuration revision this snapshot was compiled from.
+    pub fn revision(&self) -> i64 {
+        self.compiled.revision
+    }
+
+    /// The policy configuration.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.compiled.config
+    }
+
+    /// Number of compiled (enabled, known-scope) entries.
+    pub fn entry_count(&self) -> usize {
+        self.compiled.meta.len()
+    }
+
+    /// The tenant owning a recipient domain.
+    pub fn tenant_of(&self, domain: &Domain) -> Option<&TenantName> {
+        self.compiled
+            .tenant_index(domain)
+            .map(|i| &self.compiled.tenants[i as usize])
+    }
+
+    /// Heap bytes of the indexes (IP maps, name index, per-entry metadata), for the
+    /// bytes-per-entry figure; the entries' own values are not counted.
+    pub fn index_heap_bytes(&self) -> usize {
+        let c = &self.compiled;
+        c.client_ip.heap_bytes()
+            + c.body_ip.heap_bytes()
+            + self.spf.maps.heap_bytes()
+            + c.names.heap_bytes()
+            + c.meta.capacity() * std::mem::size_of::<Meta>()
+    }
+}
+
+impl Compiled {
+    fn build(
+        revision: i64,
+        config: PolicyConfig,
+        tenants: &[Tenant],
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> (Compiled, Vec<CompileWarning>) {
         let mut warnings = Vec::new();
         let tenant_names: Vec<TenantName> = tenants.iter().map(|t| t.name.clone()).collect();
         let mut tenant_of_domain = HashMap::new();
         for (i, t) in tenants.iter().enumerate() {
             for d in &t.domains {
-                tenant_of_domain.insert(d.clone(), i);
+                tenant_of_domain.insert(
+                    smallvec::SmallVec::from_slice(d.as_str().as_bytes()),
+                    u32_index(i),
+                );
             }
         }
-        let scope_of: HashMap<&TenantName, usize> = tenant_names
+        let scope_of: HashMap<&TenantName, u32> = tenants
             .iter()
             .enumerate()
-            .map(|(i, t)| (t, i + 1))
+            .map(|(i, t)| (&t.name, u32_index(i) + 1))
             .collect();
 
-        let mut compiled = Vec::new();
-        for entry in entries {
-            if !entry.entry.enabled {
-                continue;
-            }
-            let scope = match &entry.entry.scope {
-                Scope::Global => 0,
-                Scope::Tenant(t) => match scope_of.get(t) {
-                    Some(i) => *i,
-                    None => {
-                        warnings.push(CompileWarning {
-                            entry: entry.id,
-                            message: format!("scoped to unknown tenant `{t}`; left out"),
-                        });
-                        continue;
-                    }
-                },
-            };
-            let bypass = if entry.entry.list == List::Allow {
-                entry.entry.checks.resolve(config.never_bypass)
+        // Labels are numbered scope by scope (see `ScopeRanges`), in the given order within a
+        // scope: find each entry's scope, then visit the entries in label order by index (the
+        // entries themselves are not moved: they are large).
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut scope_of_entry: Vec<u32> = Vec::with_capacity(entries.len());
+        let mut counts = vec![0u32; tenants.len() + 1];
+        for entry in &entries {
+            let scope = if !entry.entry.enabled {
+                None
             } else {
-                CheckSet::EMPTY
+                match &entry.entry.scope {
+                    Scope::Global => Some(0),
+                    Scope::Tenant(t) => {
+                        let scope = scope_of.get(t).copied();
+                        if scope.is_none() {
+                            warnings.push(CompileWarning {
+                                entry: entry.id,
+                                message: format!("scoped to unknown tenant `{t}`; left out"),
+                            });
+                        }
+                        scope
+                    }
+                }
             };
-            let windowed = entry.entry.starts_at.is_some() || entry.entry.expires_at.is_some();
-            compiled.push(CompiledEntry {
-                entry,
-                bypass,
-                scope,
-                windowed,
-            });
+            if let Some(s) = scope {
+                counts[s as usize] += 1;
+            }
+            scope_of_entry.push(scope.unwrap_or(u32::MAX));
         }
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        starts.push(0u32);
+        for c in &counts {
+            starts.push(starts.last().copied().unwrap_or(0) + c);
+        }
+        let count = starts.last().copied().unwrap_or(0) as usize;
+        // Counting sort of entry indexes by scope, stable.
+        let mut next: Vec<u32> = starts[..starts.len() - 1].to_vec();
+        let mut order = vec![0u32; count];
+        for (i, scope) in scope_of_entry.iter().enumerate() {
+            if let Some(slot) = next.get_mut(*scope as usize) {
+                order[*slot as usize] = u32_index(i);
+                *slot += 1;
+            }
+        }
+        drop(scope_of_entry);
 
-        #[derive(Default)]
-        struct Pending {
-            client_ip: Vec<(IpBounds, u32)>,
-            body_ip: Vec<(IpBounds, u32)>,
-        }
-        let mut scopes: Vec<ScopeIndex> =
-            (0..=tenants.len()).map(|_| ScopeIndex::default()).collect();
-        let mut pending: Vec<[Pending; 3]> =
-            (0..=tenants.len()).map(|_| Default::default()).collect();
-        for (label, ce) in compiled.iter().enumerate() {
-            let label = label as u32;
-            let slot = list_slot(ce.entry.entry.list);
-            let idx = &mut scopes[ce.scope].lists[slot];
-            let pend = &mut pending[ce.scope][slot];
-            match &ce.entry.entry.value {
-                EntryValue::Ip(r) => pend.client_ip.push((r.bounds(), label)),
-                EntryValue::BodyIp(r) => pend.body_ip.push((r.bounds(), label)),
-                EntryValue::SpfDomain(d) => match spf.get(d) {
-                    Some(ranges) => pend
-                        .client_ip
-                        .extend(ranges.iter().map(|r| (r.bounds(), label))),
-                    None => idx.unresolved_spf.push(label),
-                },
-                EntryValue::Host(p) => {
-                    idx.host
-                        .insert(p.domain().to_string(), p.includes_subdomains(), label)
-                }
-                EntryValue::Domain(p) => {
-                    idx.domain
-                        .insert(p.domain().to_string(), p.includes_subdomains(), label)
-                }
-                EntryValue::BodyDomain(p) => {
-                    idx.body_domain
-                        .insert(p.domain().to_string(), p.includes_subdomains(), label)
-                }
-                EntryValue::Email(p) => match p.local() {
-                    Some(local) => idx.email.insert(
-                        format!("{local}@{}", p.domain().domain()),
-                        p.domain().includes_subdomains(),
-                        label,
-                    ),
-                    None => idx.email_any.insert(
-                        p.domain().domain().to_string(),
-                        p.domain().includes_subdomains(),
-                        label,
-                    ),
-                },
-                EntryValue::Country(c) => idx.country.entry(*c).or_default().push(label),
+        let mut meta = Vec::with_capacity(count);
+        let mut values = Vec::with_capacity(count);
+        let mut windows = HashMap::new();
+        let mut names: Vec<(NameKey<'_>, Posting)> = Vec::new();
+        let mut spf_labels = Vec::new();
+        let mut client_ips = PendingIps::default();
+        let mut body_ips = PendingIps::default();
+        for (label, &i) in order.iter().enumerate() {
+            let label = u32_index(label);
+            let entry = &entries[i as usize];
+            let e = &entry.entry;
+            let scope = match &e.scope {
+                Scope::Global => 0,
+                Scope::Tenant(t) => scope_of.get(t).copied().unwrap_or(0),
+            };
+            let windowed = e.starts_at.is_some() || e.expires_at.is_some();
+            if windowed {
+                windows.insert(
+                    label,
+                    Window {
+                        starts: e.starts_at,
+                        expires: e.expires_at,
+                    },
+                );
             }
-        }
-        for (scope, lists) in pending.into_iter().enumerate() {
-            for (slot, p) in lists.into_iter().enumerate() {
-                let idx = &mut scopes[scope].lists[slot];
-                // Only the global allow list is asked for bypass summaries by client IP
-                // (`allow_bypass_for_ip`); tenants' lists would build line maps nobody reads.
-                let summaries = scope == 0 && slot == list_slot(List::Allow);
-                idx.client_ip = IpIndex::build(p.client_ip, &compiled, summaries);
-                idx.body_ip = IpIndex::build(p.body_ip, &compiled, false);
+            let kind = e.kind();
+            meta.push(Meta {
+                id: entry.id,
+                bypass: if e.list == List::Allow {
+                    e.checks.resolve(config.never_bypass)
+                } else {
+                    CheckSet::EMPTY
+                },
+                scope,
+                list: e.list,
+                kind,
+                flags: (if e.require_auth { REQUIRE_AUTH } else { 0 })
+                    | (if e.internal { INTERNAL } else { 0 })
+                    | (if windowed { WINDOWED } else { 0 }),
+            });
+            let posting = |subdomains| Posting {
+                label,
+                scope,
+                list: e.list,
+                kind,
+                subdomains,
+            };
+            match &e.value {
+                EntryValue::Ip(r) => client_ips.push(r.bounds(), label),
+                EntryValue::BodyIp(r) => body_ips.push(r.bounds(), label),
+                EntryValue::SpfDomain(_) => spf_labels.push(label),
+                EntryValue::Host(p) | EntryValue::Domain(p) | EntryValue::BodyDomain(p) => names
+                    .push((
+                        NameKey::Domain(p.domain()),
+                        posting(p.includes_subdomains()),
+                    )),
+                EntryValue::Email(p) => {
+                    let d = p.domain();
+                    let key = match p.local() {
+                        Some(local) => NameKey::Address(local, d.domain()),
+                        None => NameKey::Domain(d.domain()),
+                    };
+                    names.push((key, posting(d.includes_subdomains())));
+                }
+                EntryValue::Country(c) => names.push((NameKey::Country(*c), posting(false))),
             }
+            values.push(e.value.clone());
         }
-        let snapshot = Snapshot {
+        // The IP maps build on their own threads while this one indexes the names.
+        let (client_ip, body_ip, names) = build_ip_maps([client_ips, body_ips], || {
+            let mut index = NameIndex::default();
+            for (key, posting) in names {
+                match key {
+                    NameKey::Domain(d) => index.insert_domain(d, posting),
+                    NameKey::Address(local, d) => index.insert_address(local, d, posting),
+                    NameKey::Country(c) => index.insert_country(c, posting),
+                }
+            }
+            index
+        });
+        drop(entries);
+        let compiled = Compiled {
             revision,
             config,
-            entries: compiled,
+            meta,
+            values,
+            windowed: {
+                let mut bits = vec![0u64; count.div_ceil(64)];
+                for l in windows.keys() {
+                    bits[*l as usize / 64] |= 1 << (l % 64);
+                }
+                bits
+            },
+            windows,
             tenants: tenant_names,
             tenant_of_domain,
-            scopes,
+            scopes: ScopeRanges { starts },
+            client_ip,
+            body_ip,
+            names,
+            spf_labels,
         };
-        (snapshot, warnings)
+        (compiled, warnings)
     }
 
-    /// The configuration revision this snapshot was compiled from.
-    pub fn revision(&self) -> i64 {
-        self.revision
+    /// The tenant (index) owning a recipient domain.
+    #[inline]
+    pub(crate) fn tenant_index(&self, domain: &Domain) -> Option<u32> {
+        self.tenant_of_domain
+            .get(domain.as_str().as_bytes())
+            .copied()
     }
 
-    /// The policy configuration.
-    pub fn config(&self) -> &PolicyConfig {
-        &self.config
+    /// Whether the entry behind `label` takes part in matching at `now`.
+    #[inline]
+    pub(crate) fn active(&self, label: u32, now: DateTime<Utc>) -> bool {
+        // A bit per entry says whether it has a window (128 KiB per million entries: it stays in
+        // cache, where the entry's metadata would be a miss better taken later, beside the other
+        // entries').
+        let windowed = self
+            .windowed
+            .get(label as usize / 64)
+            .is_some_and(|w| w >> (label % 64) & 1 != 0);
+        if !windowed {
+            return (label as usize) < self.meta.len();
+        }
+        self.windows
+            .get(&label)
+            .is_some_and(|w| w.starts.is_none_or(|s| s <= now) && w.expires.is_none_or(|e| now < e))
     }
 
-    /// Number of compiled (enabled, known-scope) entries.
-    pub fn entry_count(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// The compiled entry behind a label.
-    pub(crate) fn entry(&self, label: u32) -> &CompiledEntry {
-        &self.entries[label as usize]
-    }
-
-    /// The tenant owning a recipient domain.
-    pub fn tenant_of(&self, domain: &Domain) -> Option<&TenantName> {
-        self.tenant_of_domain.get(domain).map(|i| &self.tenants[*i])
-    }
-
-    /// Bypass set of the global allow entries matching a client IP at `now` (the hot path that
-    /// the benchmark measures): the union of their bypass sets from the IPv4 [`LineMap`] (one
-    /// cache line) or the [`V6Map`] (two or three read at once); no allocation. Only addresses
-    /// covered by windowed entries, and the few the line maps leave out, look at the entries.
-    #[inline(always)]
-    pub fn allow_bypass_for_ip(&self, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
-        let index = &self.scopes[0].list(List::Allow).client_ip;
-        match index.bypass(&ip) {
-            // The flag is known before the lookup's cache miss, so without windowed entries the
-            // answer needs no test of its own.
-            Some(summary) if !(index.windowed && summary & WINDOWED != 0) => {
-                CheckSet::from_bits(summary)
-            }
-            _ => self.windowed_bypass(index, allowgate_types::normalize_ip(ip), now),
+    /// The scope of a label as an entry scope.
+    pub(crate) fn scope(&self, scope: u32) -> Scope {
+        match scope.checked_sub(1) {
+            None => Scope::Global,
+            Some(t) => self
+                .tenants
+                .get(t as usize)
+                .map_or(Scope::Global, |t| Scope::Tenant(t.clone())),
         }
     }
 
-    /// The slow path of [`Snapshot::allow_bypass_for_ip`]: union the bypass sets of the
-    /// entries covering `ip`, checking each one's window.
-    #[inline(never)]
-    fn windowed_bypass(&self, index: &IpIndex, ip: IpAddr, now: DateTime<Utc>) -> CheckSet {
-        index.lookup(ip).map_or(CheckSet::EMPTY, |hit| {
-            hit.labels
-                .iter()
-                .map(|l| self.entry(*l))
-                .filter(|e| e.is_active_at(now))
-                .fold(CheckSet::EMPTY, |acc, e| acc.union(e.bypass))
-        })
+    /// Whether any body IP entries exist (else body IPs need no lookups).
+    pub(crate) fn has_body_ips(&self) -> bool {
+        !self.body_ip.is_empty()
     }
+}
 
-    /// Heap bytes used by the IP indexes (for the bytes-per-entry figure).
-    pub fn ip_heap_bytes(&self) -> usize {
-        self.scopes
-            .iter()
-            .flat_map(|s| s.lists.iter())
-            .map(|l| l.client_ip.heap_bytes() + l.body_ip.heap_bytes())
-            .sum()
-    }
+/// An index as a `u32` label or tenant number. Snapshots hold far fewer than 2^32 entries (an
+/// import is capped at 100,000 entries); a larger count saturates, which only mislabels entries
+/// past the four billionth.
+#[inline]
+fn u32_index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allowgate_types::{EntryKind, EntrySpec};
+    use allowgate_types::EntrySpec;
 
-    fn snapshot(values: impl Iterator<Item = String>) -> Snapshot {
-        let entries: Vec<Entry> = values
-            .enumerate()
-            .map(|(i, value)| {
-                let spec = EntrySpec {
-                    list: Some(List::Allow),
-                    kind: Some(EntryKind::Ip),
-                    value,
-                    checks: Some(CheckSet::from_bits(1)),
-                    force: true,
-                    ..Default::default()
-                };
-                let (entry, _) = spec.validate().unwrap_or_else(|e| panic!("{e:?}"));
-                Entry {
-                    id: EntryId(i64::try_from(i).unwrap_or(0) + 1),
-                    entry,
-                    created_at: chrono::Utc::now(),
-                    created_by: "test".into(),
-                }
-            })
-            .collect();
-        Snapshot::compile(
+    fn entry(id: i64, list: List, kind: EntryKind, value: &str) -> Entry {
+        let spec = EntrySpec {
+            list: Some(list),
+            kind: Some(kind),
+            value: value.into(),
+            checks: (list == List::Allow).then(|| CheckSet::from_bits(1)),
+            force: true,
+            ..Default::default()
+        };
+        let (entry, _) = spec.validate().unwrap_or_else(|e| panic!("{e:?}"));
+        Entry {
+            id: EntryId(id),
+            entry,
+            created_at: Utc::now(),
+            created_by: "test".into(),
+        }
+    }
+
+    #[test]
+    fn large_lists_build_both_families_on_two_threads() {
+        let n = PARALLEL_ITEMS as i64 + 5000;
+        let entries = (0..n).map(|i| {
+            let value = if i % 2 == 0 {
+                format!("10.{}.{}.0/24", i >> 16 & 0xFF, i >> 8 & 0xFF)
+            } else {
+                format!("2001:db8:{:x}::/48", i)
+            };
+            entry(i + 1, List::Allow, EntryKind::Ip, &value)
+        });
+        let (snap, _) = Snapshot::compile(
             1,
             PolicyConfig::default(),
             &[],
             entries,
             &Default::default(),
-        )
-        .0
-    }
-
-    /// The IPv4 hot path uses a line map where keys are dense enough for 16-bit offsets, and
-    /// a table of summaries by interval set elsewhere (`tests/snapshot_prop.rs` checks both).
-    #[test]
-    fn line_map_is_used_for_dense_ipv4_only() {
-        let dense = snapshot((0..2000u32).map(|i| format!("10.0.{}.{}", i / 200, i % 200)));
-        assert!(
-            dense.scopes[0]
-                .list(List::Allow)
-                .client_ip
-                .summary_v4
-                .is_some()
         );
-        let sparse = snapshot((0..2000u32).map(|i| {
-            format!(
-                "{}",
-                std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761))
-            )
-        }));
-        assert!(
-            sparse.scopes[0]
-                .list(List::Allow)
-                .client_ip
-                .summary_v4
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn large_lists_build_both_families_on_two_threads() {
-        let n = PARALLEL_ITEMS as u32 + 5000;
-        let big = snapshot((0..n).map(|i| {
-            if i % 2 == 0 {
-                format!("10.{}.{}.0/24", i >> 16 & 0xFF, i >> 8 & 0xFF)
-            } else {
-                format!("2001:db8:{:x}::/48", i)
-            }
-        }));
-        let index = &big.scopes[0].list(List::Allow).client_ip;
-        assert!(index.summary_v4.is_some() && index.summary_v6.is_some());
-        let now = chrono::Utc::now();
+        let global = &snap.compiled.client_ip;
         let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(big.allow_bypass_for_ip(ip("10.0.2.9"), now).bits(), 1);
-        assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:3::1"), now).bits(), 1);
-        assert_eq!(big.allow_bypass_for_ip(ip("2001:db8:2::1"), now).bits(), 0);
-        assert_eq!(big.allow_bypass_for_ip(ip("11.0.0.1"), now).bits(), 0);
+        // Every even i below 25,000 with the same bits 8..24 shares a /24.
+        assert_eq!(global.lookup(ip("10.0.2.9")).len(), 128);
+        assert_eq!(global.lookup(ip("2001:db8:3::1")), [3]);
+        assert!(global.lookup(ip("2001:db8:2::1")).is_empty());
+        assert!(global.lookup(ip("11.0.0.1")).is_empty());
     }
 
     #[test]
-    fn only_the_global_allow_list_gets_line_maps() {
-        let acme = TenantName::parse("acme").unwrap_or_else(|e| panic!("{e:?}"));
-        let entries: Vec<Entry> = (0..2000u32)
-            .map(|i| {
-                let spec = EntrySpec {
-                    list: Some(List::Allow),
-                    kind: Some(EntryKind::Ip),
-                    value: format!("10.0.{}.{}", i / 200, i % 200),
-                    checks: Some(CheckSet::from_bits(1)),
-                    scope: if i % 2 == 0 {
-                        Scope::Global
-                    } else {
-                        Scope::Tenant(acme.clone())
-                    },
-                    ..Default::default()
-                };
-                let (entry, _) = spec.validate().unwrap_or_else(|e| panic!("{e:?}"));
-                Entry {
-                    id: EntryId(i64::from(i) + 1),
-                    entry,
-                    created_at: chrono::Utc::now(),
-                    created_by: "test".into(),
-                }
-            })
-            .collect();
-        let tenants = [Tenant {
-            name: acme,
-            domains: vec![Domain::parse("acme.test").unwrap_or_else(|e| panic!("{e:?}"))],
-        }];
+    fn spf_refresh_rebuilds_only_the_spf_index() {
+        let entries = vec![
+            entry(1, List::Allow, EntryKind::SpfDomain, "partner.test"),
+            entry(2, List::Allow, EntryKind::Ip, "192.0.2.1"),
+        ];
         let (snap, _) = Snapshot::compile(
             1,
             PolicyConfig::default(),
-            &tenants,
+            &[],
             entries,
             &Default::default(),
         );
-        let global = &snap.scopes[0].list(List::Allow).client_ip;
-        let tenant = &snap.scopes[1].list(List::Allow).client_ip;
-        assert!(global.summary_v4.is_some() && global.summary_v6.is_some());
-        assert!(tenant.summary_v4.is_none() && tenant.summary_v6.is_none());
-        assert!(tenant.set_summaries_v4.is_empty());
-    }
-
-    #[test]
-    fn v6_line_maps_are_built_for_allow_lists() {
-        // Networks and hosts under one /32 and a few elsewhere: the IPv6 line maps answer.
-        let v6 = snapshot((0..3000u32).map(|i| match i % 3 {
-            0 => format!("2001:db8:{:x}:{:x}::/64", i, i * 7),
-            1 => format!("2001:db8:{:x}::{:x}", i * 3, i),
-            _ => format!("2a00:{:x}::/48", i),
-        }));
-        let index = &v6.scopes[0].list(List::Allow).client_ip;
-        assert!(index.summary_v6.is_some());
+        assert_eq!(snap.spf.unresolved, [0]);
+        let partner = Domain::parse("partner.test").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(snap.spf_domains(), [&partner]);
+        let mut expansion = SpfExpansion::new();
+        let (net, _) = IpRange::parse("198.51.100.0/24", false).unwrap_or_else(|e| panic!("{e}"));
+        expansion.insert(partner, vec![net]);
+        let refreshed = snap.with_spf(&expansion);
+        assert!(Arc::ptr_eq(&snap.compiled, &refreshed.compiled));
+        assert!(refreshed.spf.unresolved.is_empty());
+        let ip = "198.51.100.7".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(refreshed.spf.maps.lookup(ip), [0]);
+        assert!(snap.spf.maps.lookup(ip).is_empty());
     }
 }

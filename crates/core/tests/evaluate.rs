@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use allowgate_core::{
-    Action, CheckOutcome, Context, MessageFacts, PolicyConfig, Snapshot, Status, Verdict, evaluate,
+    Action, CheckResult, CheckResults, Context, MessageFacts, Outcome, PolicyConfig, Snapshot,
+    Status, Verdict, decide, evaluate, exemptions,
 };
 use allowgate_types::{
     CheckId, CheckSet, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, IpRange, List,
@@ -127,8 +128,8 @@ fn ip_hit_and_miss() {
     assert_eq!(bypassed(&v), "spf,rbl");
     assert_eq!(v.status, Status::Clean);
     assert_eq!(v.reason(), format!("Clean: exempted by entry #{id}"));
-    assert_eq!(v.checks[&CheckId::Spf], CheckOutcome::Bypassed);
-    assert_eq!(v.checks[&CheckId::Dkim], CheckOutcome::NotRun);
+    assert_eq!(v.checks[&CheckId::Spf], Outcome::Bypassed);
+    assert_eq!(v.checks[&CheckId::Dkim], Outcome::NotRun);
     let v = w.check(&ctx("192.0.3.7", &["bob@acme.test"]));
     assert!(v.bypassed.is_empty());
     assert_eq!(v.status, Status::Pass);
@@ -273,16 +274,16 @@ fn country_block_follows_spam_action_and_allow_by_country() {
     assert_eq!(v.action, Action::Quarantine);
     assert_eq!(v.status, Status::Quarantined);
     assert_eq!(ids(&v.blocked_by), [b]);
-    assert_eq!(v.checks[&CheckId::Country], CheckOutcome::Fail);
+    assert_eq!(v.checks[&CheckId::Country], Outcome::Fail);
     c.country = Some(allowgate_types::CountryCode::parse("DE").unwrap());
     let v = w.check(&c);
     assert_eq!(
         (v.action, bypassed(&v).as_str()),
         (Action::Accept, "greylisting")
     );
-    assert_eq!(v.checks[&CheckId::Country], CheckOutcome::Pass);
+    assert_eq!(v.checks[&CheckId::Country], Outcome::Pass);
     c.country = None;
-    assert_eq!(w.check(&c).checks[&CheckId::Country], CheckOutcome::NotRun);
+    assert_eq!(w.check(&c).checks[&CheckId::Country], Outcome::NotRun);
 }
 
 #[test]
@@ -292,7 +293,7 @@ fn block_entries_reject_unless_blocklist_bypassed() {
     let v = w.check(&ctx("203.0.113.5", &["bob@acme.test"]));
     assert_eq!((v.action, v.status), (Action::Reject, Status::Blocked));
     assert_eq!(ids(&v.blocked_by), [b]);
-    assert_eq!(v.checks[&CheckId::Blocklist], CheckOutcome::Fail);
+    assert_eq!(v.checks[&CheckId::Blocklist], Outcome::Fail);
     assert_eq!(v.reason(), format!("Blocked: blocked by entry #{b}"));
     // An allow entry that bypasses `blocklist` wins; one that does not, does not.
     w.allow(EntryKind::Ip, "203.0.113.5", "spf");
@@ -436,13 +437,6 @@ fn expired_and_future_entries_match_nothing() {
     let v = w.check(&ctx("192.0.2.1", &["x@acme.test"]));
     assert_eq!(bypassed(&v), "rbl");
     assert_eq!(v.matched.len(), 1);
-    let snapshot = w.snapshot();
-    assert_eq!(
-        snapshot
-            .allow_bypass_for_ip("192.0.2.1".parse().unwrap(), now())
-            .to_string(),
-        "rbl"
-    );
 }
 
 #[test]
@@ -461,10 +455,25 @@ fn require_auth_entries_apply_only_to_authenticated_senders() {
     assert_eq!(bypassed(&v), "");
     let m = v.matched.iter().find(|m| m.id.0 == id).unwrap();
     assert!(!m.applied && m.note.as_deref().unwrap().contains("has not run"));
-    c.authenticated_domains = Some(vec![Domain::parse("other.test").unwrap()]);
-    assert_eq!(bypassed(&w.check(&c)), "");
-    c.authenticated_domains = Some(vec![Domain::parse("partner.test").unwrap()]);
-    assert_eq!(bypassed(&w.check(&c)), "spam");
+    let snapshot = w.snapshot();
+    let found = exemptions(&snapshot, &c);
+    assert!(found.pending_authentication());
+    assert_eq!(found.bypass().to_string(), "");
+    let mut results = CheckResults::new();
+    results.set_authenticated(vec![Domain::parse("other.test").unwrap()]);
+    let v = decide(&found, &results).verdict();
+    assert_eq!(bypassed(&v), "");
+    let m = v.matched.iter().find(|m| m.id.0 == id).unwrap();
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .contains("partner.test is not authenticated")
+    );
+    results.set_authenticated(vec![Domain::parse("partner.test").unwrap()]);
+    let v = decide(&found, &results).verdict();
+    assert_eq!(bypassed(&v), "spam");
+    assert_eq!(v.status, Status::Clean);
 }
 
 #[test]
@@ -504,12 +513,12 @@ Received: from client (client [198.51.100.1]) by mail.sender.test\r\n\r\nx\r\n",
     assert_eq!(ids(&v.bypassed_by[&CheckId::Spf]), [allow]);
     assert!(ids(&v.ignored_by).contains(&internal));
     // The internal relay is ignored, the real client is not: RBLs still apply to it.
-    assert_eq!(v.checks[&CheckId::Rbl], CheckOutcome::NotRun);
+    assert_eq!(v.checks[&CheckId::Rbl], Outcome::NotRun);
     // A non-internal ignore entry is not walked past.
     c.client_ip = "172.16.0.1".parse().unwrap();
     let v = w.check(&c);
     assert_eq!(v.client_ip.to_string(), "172.16.0.1");
-    assert_eq!(v.checks[&CheckId::Rbl], CheckOutcome::Skipped);
+    assert_eq!(v.checks[&CheckId::Rbl], Outcome::Skipped);
 }
 
 #[test]
@@ -577,4 +586,109 @@ fn no_recipients_and_null_sender_are_fine() {
     assert_eq!(v.action, Action::Accept);
     assert!(v.sender.is_none());
     let _unused: IpAddr = v.client_ip;
+}
+
+/// Stage one tells a server what to skip before any check runs; stage three acts on what the
+/// checks the server ran found, each result with its reason.
+#[test]
+fn staged_evaluation_checks_to_run_and_results_with_reasons() {
+    let mut w = World::new();
+    let id = w.allow(EntryKind::Ip, "192.0.2.0/24", "spf,greylisting,rbl");
+    w.config.reject_on_fail = CheckSet::one(CheckId::Dkim);
+    let snapshot = w.snapshot();
+    let c = ctx("192.0.2.7", &["bob@acme.test"]);
+    let found = exemptions(&snapshot, &c);
+    let run = found.checks_to_run();
+    assert!(!run.contains(CheckId::Spf) && !run.contains(CheckId::Greylisting));
+    assert!(run.contains(CheckId::Dkim) && !run.contains(CheckId::Blocklist));
+
+    let mut results = CheckResults::new();
+    results.set(
+        CheckId::Dkim,
+        CheckResult::because(Outcome::Pass, "d=partner.test"),
+    );
+    // A result for a bypassed check is not acted on: greylisting was bypassed.
+    results.set(CheckId::Greylisting, CheckResult::new(Outcome::Greylisted));
+    let d = decide(&found, &results);
+    assert_eq!((d.action(), d.status()), (Action::Accept, Status::Clean));
+    let mut header = String::new();
+    d.write_header(&mut header).unwrap();
+    assert_eq!(
+        header,
+        format!("status=clean; bypass=spf,rbl,greylisting; entries={id}; tenant=acme")
+    );
+    let v = d.verdict();
+    assert_eq!(v.checks[&CheckId::Dkim], Outcome::Pass);
+    assert_eq!(v.checks[&CheckId::Greylisting], Outcome::Bypassed);
+    assert_eq!(v.check_reasons[&CheckId::Dkim], "d=partner.test");
+
+    // An enforced failure rejects; greylisting defers where it is not bypassed.
+    results.set(
+        CheckId::Dkim,
+        CheckResult::because(Outcome::Fail, "body hash mismatch"),
+    );
+    let d = decide(&found, &results);
+    assert_eq!((d.action(), d.status()), (Action::Reject, Status::Rejected));
+    let other = ctx("203.0.113.1", &["bob@acme.test"]);
+    let found = exemptions(&snapshot, &other);
+    let mut results = CheckResults::new();
+    results.set(CheckId::Greylisting, CheckResult::new(Outcome::Greylisted));
+    let d = decide(&found, &results);
+    assert_eq!(
+        (d.action(), d.status()),
+        (Action::Defer, Status::Greylisted)
+    );
+    let mut header = String::new();
+    d.write_header(&mut header).unwrap();
+    assert_eq!(header, "status=greylisted; tenant=acme");
+}
+
+#[test]
+fn exemptions_explain_typed_provenance() {
+    let mut w = World::new();
+    let a = w.allow(EntryKind::Email, "*@partner.test", "spam");
+    let b = w.block(EntryKind::Domain, "*.evil.test");
+    let mut c = ctx("203.0.113.9", &["x@acme.test"]);
+    c.mail_from = Some(EmailAddress::parse("news@partner.test").unwrap());
+    c.message = Some(message("From: boss@mail.evil.test\r\n"));
+    let v = w.check(&c);
+    let on = |id: i64| {
+        let m = v.matched.iter().find(|m| m.id.0 == id).unwrap();
+        (serde_json::to_value(&m.on).unwrap(), m.matched_on.clone())
+    };
+    assert_eq!(
+        on(a),
+        (
+            serde_json::json!({"fact": "sender", "address": "news@partner.test", "source": "MAIL FROM"}),
+            "sender news@partner.test (MAIL FROM)".to_string()
+        )
+    );
+    assert_eq!(on(b).0["source"], "From");
+    assert_eq!(v.status, Status::Blocked);
+}
+
+/// DESIGN §2: block matching sees every sender the message carries. `"x y"@evil.test` reaches
+/// us as `@evil.test` from the header parser; its domain must still meet the block entry.
+#[test]
+fn quoted_local_part_slips_past_block_entries_regression() {
+    let mut w = World::new();
+    let b = w.block(EntryKind::Domain, "*.evil.test");
+    let mut c = ctx("203.0.113.9", &["x@acme.test"]);
+    c.mail_from = Some(EmailAddress::parse("bounce@lists.example").unwrap());
+    c.message = Some(message("From: \"x y\"@evil.test\r\n"));
+    let v = w.check(&c);
+    assert_eq!((v.action, ids(&v.blocked_by)), (Action::Reject, vec![b]));
+    let m = v.matched.iter().find(|m| m.id.0 == b).unwrap();
+    assert_eq!(
+        m.matched_on,
+        "sender domain evil.test (From; local part unreadable)"
+    );
+    // A sender that cannot be read at all is named in the notes, not silently dropped.
+    c.message = Some(message("From: nobody@@\r\n"));
+    let v = w.check(&c);
+    assert!(
+        v.notes.iter().any(|n| n.contains("could not be read")),
+        "{:?}",
+        v.notes
+    );
 }

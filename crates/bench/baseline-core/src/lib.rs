@@ -1,13 +1,12 @@
 //! A frozen copy of `allowgate-core`'s engine as it was before the staged evaluation (commit
 //! `1477805`): `Snapshot::compile` with the IPv4/IPv6 line maps, and the one-call `evaluate()`
 //! that builds a whole `Verdict`. `allowgate-bench decide` runs it beside the product's path on
-//! the same data, in the same run, as the baseline the new path is measured against. Only the
-//! interval map is shared with the product (`allowgate_core::ipmap`); nothing else here is used
-//! by allowgate.
+//! the same data, in the same run, as the baseline the new path is measured against. Nothing
+//! here is used by allowgate.
 #![deny(missing_docs)]
 
 mod evaluate;
-pub use allowgate_core::ipmap;
+pub mod ipmap;
 pub mod linemap;
 mod message;
 mod snapshot;
