@@ -54,7 +54,10 @@ mod verdict;
 pub use context::Context;
 pub use decide::{CheckResults, Decision, decide};
 pub use exempt::{Exemptions, exemptions};
-pub use message::{HeaderSender, MAX_MESSAGE_BYTES, MessageFacts, SenderAddress};
+pub use message::{
+    HeaderSender, MAX_BODY_ITEMS, MAX_HEADER_SENDERS, MAX_MESSAGE_BYTES, MAX_RECEIVED,
+    MessageFacts, SenderAddress,
+};
 pub use snapshot::{BlockAction, CompileWarning, PolicyConfig, Snapshot, SpfExpansion};
 pub use verdict::{
     Action, CheckResult, MatchedEntry, MatchedOn, Outcome, RecipientVerdict, Status, TenantVerdict,

@@ -16,6 +16,8 @@ pub const MAX_RECEIVED: usize = 64;
 pub const MAX_BODY_ITEMS: usize = 1000;
 /// Most addresses kept per sender header.
 pub const MAX_ADDRESSES_PER_HEADER: usize = 32;
+/// Most sender addresses kept from all headers together (a message may repeat a header).
+pub const MAX_HEADER_SENDERS: usize = 64;
 
 /// A sender address found in a header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +85,9 @@ impl MessageFacts {
                     continue;
                 };
                 for addr in list.iter().take(MAX_ADDRESSES_PER_HEADER) {
+                    if facts.header_senders.len() >= MAX_HEADER_SENDERS {
+                        break;
+                    }
                     let Some(text) = addr.address.as_deref() else {
                         continue;
                     };
