@@ -24,7 +24,9 @@ fn entry(id: i64, list: List, kind: EntryKind, value: &str, checks: &str) -> Opt
         list: Some(list),
         kind: Some(kind),
         value: value.into(),
-        checks: (!checks.is_empty()).then(|| checks.parse::<CheckSet>().ok()).flatten(),
+        checks: (!checks.is_empty())
+            .then(|| checks.parse::<CheckSet>().ok())
+            .flatten(),
         ..Default::default()
     };
     let (entry, _) = spec.validate().ok()?;
@@ -44,8 +46,13 @@ fn snapshot() -> Option<Snapshot> {
         entry(4, List::Block, EntryKind::BodyDomain, "*.bad.com", "")?,
         entry(5, List::Ignore, EntryKind::BodyDomain, "safe.bad.com", "")?,
     ];
-    let (snapshot, _) =
-        Snapshot::compile(1, PolicyConfig::default(), &[], entries, &Default::default());
+    let (snapshot, _) = Snapshot::compile(
+        1,
+        PolicyConfig::default(),
+        &[],
+        entries,
+        &Default::default(),
+    );
     Some(snapshot)
 }
 
@@ -91,6 +98,10 @@ fuzz_target!(|data: &[u8]| {
     ctx.message = Some(facts);
     let verdict = evaluate(&snapshot, &ctx);
     if evil {
-        assert_eq!(verdict.status, Status::Blocked, "an evil.test sender slipped through");
+        assert_eq!(
+            verdict.status,
+            Status::Blocked,
+            "an evil.test sender slipped through"
+        );
     }
 });
