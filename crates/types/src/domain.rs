@@ -23,7 +23,9 @@ pub struct Domain(Box<str>);
 impl Domain {
     /// Normalise and validate a domain: trims white space, removes one trailing dot, converts IDN
     /// to A-labels, lower-cases; rejects empty labels, labels over 63 octets, names over 253
-    /// octets, characters other than letters, digits, `-` and `_`, and IP addresses.
+    /// octets, characters other than letters, digits, `-` and `_`, IP addresses, and A-labels
+    /// (`xn--…`) that are not valid IDNA: each must decode (UTS #46) to a Unicode label and
+    /// encode back to exactly the same A-label (`xn--zz.com` and `xn--a.com` are refused).
     pub fn parse(input: &str) -> Result<Domain, ValueError> {
         let text = input.trim();
         if text.is_empty() {
@@ -68,6 +70,9 @@ impl Domain {
             if label.starts_with('-') || label.ends_with('-') {
                 return Err(bad("a label starts or ends with `-`"));
             }
+            if label.starts_with("xn--") {
+                check_a_label(label).map_err(|reason| bad(&reason))?;
+            }
         }
         // No top-level domain is numeric; a name ending in one is an address (or an address
         // range whose invisible characters IDNA removed, as the fuzzer found).
@@ -108,6 +113,27 @@ impl Domain {
     /// Whether this domain is a well-known free mail provider (or below one).
     pub fn is_freemail(&self) -> bool {
         self.suffixes().any(|s| FREEMAIL.binary_search(&s).is_ok())
+    }
+}
+
+/// An `xn--` label must be a real A-label: UTS #46 decodes it without error, and the decoded
+/// Unicode label encodes back to exactly the same text. Otherwise two spellings could name one
+/// domain, or a name could hold a label that no mail system resolves the way we match it.
+fn check_a_label(label: &str) -> Result<(), String> {
+    let (unicode, decoded) = idna::domain_to_unicode(label);
+    if decoded.is_err() {
+        return Err(format!(
+            "label `{label}` is not a valid IDNA A-label (its punycode does not decode to a valid Unicode label)"
+        ));
+    }
+    match idna::domain_to_ascii(&unicode) {
+        Ok(again) if again == label => Ok(()),
+        Ok(again) => Err(format!(
+            "label `{label}` is not the canonical A-label of `{unicode}` (that is `{again}`)"
+        )),
+        Err(_) => Err(format!(
+            "label `{label}` decodes to `{unicode}`, which does not encode back to an A-label"
+        )),
     }
 }
 
@@ -263,6 +289,42 @@ mod tests {
         }
         assert!(Domain::parse(&format!("{}.com", "a".repeat(64))).is_err());
         assert!(Domain::parse(&"a.".repeat(130)).is_err());
+    }
+
+    #[test]
+    fn invalid_punycode_is_accepted_regression() {
+        let invalid = [
+            ("xn--zz.com", "A-label"),
+            ("xn--a.com", "A-label"),
+            ("XN--ZZ.com", "A-label"),
+            ("mail.xn--a.com", "A-label"),
+            ("xn--a-ecp.ru", "A-label"),
+            ("xn--1ug.com", "A-label"),
+            ("xn--zz", "A-label"),
+            ("bücher.xn--zz", "not a valid internationalised name"),
+            ("xn--.com", "ends with `-`"),
+            ("xn--ab-.com", "ends with `-`"),
+        ];
+        for (input, reason) in invalid {
+            let err = Domain::parse(input).expect_err(input);
+            assert!(err.to_string().contains(reason), "{input}: {err}");
+        }
+        let valid = [
+            ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+            ("XN--BCHER-KVA.DE", "xn--bcher-kva.de"),
+            ("bücher.de", "xn--bcher-kva.de"),
+            ("xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
+            ("xn--zca.com", "xn--zca.com"),
+            (
+                "xn--hxajbheg2az3al.xn--jxalpdlp",
+                "xn--hxajbheg2az3al.xn--jxalpdlp",
+            ),
+            ("mail.xn--ngbrx4e.com", "mail.xn--ngbrx4e.com"),
+        ];
+        for (input, want) in valid {
+            assert_eq!(d(input).as_str(), want, "{input}");
+            assert_eq!(d(want).as_str(), want, "{input}: canonical form re-parses");
+        }
     }
 
     #[test]
