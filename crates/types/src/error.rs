@@ -285,3 +285,107 @@ impl fmt::Display for Warning {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use crate::{
+        Actor, CheckId, CheckSet, CountryCode, Domain, DomainPattern, EmailAddress, EmailPattern,
+        EntryKind, EntrySpec, EntryValue, IpRange, List, Scope, TenantName, parse_ip, parse_time,
+    };
+
+    /// Input with ESC (a terminal colour / clear-screen sequence), CR and LF in the middle, and a
+    /// right-to-left override.
+    const NASTY: &str = "a\u{1b}[2J\r\nb\u{202e}c";
+
+    #[test]
+    fn control_bytes_in_values_are_escaped_in_errors() {
+        let email_kind = |s: &str| EntryValue::parse(EntryKind::Email, s, false).map(|_| ());
+        let mut messages: Vec<(&str, String)> = vec![
+            ("ip", IpRange::parse(NASTY, false).unwrap_err().to_string()),
+            (
+                "ip range",
+                IpRange::parse(&format!("192.0.2.1-{NASTY}"), false)
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            ("parse_ip", parse_ip(NASTY).unwrap_err().to_string()),
+            ("domain", Domain::parse(NASTY).unwrap_err().to_string()),
+            (
+                "domain label",
+                Domain::parse(&format!("{NASTY}.com"))
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "domain pattern",
+                DomainPattern::parse(&format!("*.{NASTY}"), false)
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "address",
+                EmailAddress::parse(&format!("{NASTY}@example.com"))
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "address domain",
+                EmailAddress::parse(&format!("x@{NASTY}"))
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "pattern",
+                EmailPattern::parse(&format!("{NASTY}@example.com"), false)
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "email kind",
+                email_kind(&format!("\"{NASTY}\"@example.com"))
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                "country",
+                CountryCode::parse(NASTY).unwrap_err().to_string(),
+            ),
+            ("tenant", TenantName::parse(NASTY).unwrap_err().to_string()),
+            ("scope", Scope::from_str(NASTY).unwrap_err().to_string()),
+            ("list", List::from_str(NASTY).unwrap_err().to_string()),
+            ("kind", EntryKind::from_str(NASTY).unwrap_err().to_string()),
+            ("check", CheckId::from_str(NASTY).unwrap_err().to_string()),
+            (
+                "checks",
+                CheckSet::from_str(&format!("spf,{NASTY}"))
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            ("time", parse_time(NASTY).unwrap_err().to_string()),
+            ("actor", Actor::parse(NASTY).unwrap_err().to_string()),
+        ];
+        for kind in EntryKind::ALL {
+            let spec = EntrySpec {
+                list: Some(List::Block),
+                kind: Some(*kind),
+                value: NASTY.into(),
+                ..Default::default()
+            };
+            for e in spec.validate().unwrap_err() {
+                messages.push((kind.as_str(), e.to_string()));
+            }
+        }
+        for (what, message) in messages {
+            assert!(
+                !message.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{what}: {message:?}"
+            );
+            assert!(
+                message.contains("\\u{1b}") || message.contains("\\u{202e}"),
+                "{what}: the input is not quoted (escaped): {message:?}"
+            );
+        }
+    }
+}
