@@ -178,17 +178,18 @@ impl EmailAddress {
     /// valid. Caps: 64 characters of local part, 320 bytes of canonical address.
     pub fn parse(input: &str) -> Result<EmailAddress, ValueError> {
         let text = input.trim();
+        let text = text
+            .strip_prefix('<')
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or(text)
+            .trim();
+        // The cap is on the address, not its angle brackets: `<a>` parses whenever `a` does.
         if text.len() > MAX_ADDRESS {
             return Err(ValueError::TooLong {
                 len: text.len(),
                 max: MAX_ADDRESS,
             });
         }
-        let text = text
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .unwrap_or(text)
-            .trim();
         if text.is_empty() {
             return Err(ValueError::Empty);
         }
@@ -457,6 +458,22 @@ mod tests {
         let a = EmailAddress::parse(&shorter).unwrap();
         assert_eq!(a.to_string().len(), 128 + 1 + 190);
         assert_eq!(EmailAddress::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn address_of_320_bytes_is_refused_in_angle_brackets_regression() {
+        // Found by fuzzing: the cap was applied before the brackets were removed, so the
+        // canonical text of a 319-byte address parsed but `<…>` around it did not.
+        let domain = format!(
+            "{}.{}.{}.com",
+            "a".repeat(61),
+            "b".repeat(60),
+            "c".repeat(63)
+        );
+        let a = EmailAddress::parse(&format!("{}@{domain}", "é".repeat(64))).unwrap();
+        assert!(a.to_string().len() > MAX_ADDRESS - 2);
+        assert_eq!(EmailAddress::parse(&format!("<{a}>")).unwrap(), a);
+        assert_eq!(EmailAddress::parse(&format!(" < {a} > ")).unwrap(), a);
     }
 
     #[test]

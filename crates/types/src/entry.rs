@@ -727,7 +727,13 @@ mod tests {
             vec![EntryError::MissingList, EntryError::MissingKind]
         );
         // Reported next to the other problems.
-        let cases: [(Option<List>, Option<EntryKind>, &str, Vec<EntryError>); 3] = [
+        type Case = (
+            Option<List>,
+            Option<EntryKind>,
+            &'static str,
+            Vec<EntryError>,
+        );
+        let cases: [Case; 3] = [
             (
                 None,
                 Some(EntryKind::Ip),
