@@ -175,7 +175,9 @@ impl EmailAddress {
     /// The local part may be a quoted string (`"x y"`, `"a\"b"`, `"john..doe"`); as this reads
     /// message data, an unquoted local part may hold any character but a control character
     /// (`x y@evil.example`, as mail_parser hands over `"x y"@evil.example`). The domain must be
-    /// valid. Caps: 64 characters of local part, 320 bytes of canonical address.
+    /// valid as a name seen in mail ([`Domain::parse_from_mail`]: an invalid `xn--` label is
+    /// kept, so that the entries of its parent domains still see the sender). Caps: 64
+    /// characters of local part, 320 bytes of canonical address.
     pub fn parse(input: &str) -> Result<EmailAddress, ValueError> {
         let text = input.trim();
         let text = text
@@ -198,7 +200,7 @@ impl EmailAddress {
             reason: "no `@`".into(),
         })?;
         let local = parse_local(local, input.trim(), LocalSyntax::Message)?;
-        let domain = Domain::parse(domain).map_err(|e| ValueError::Email {
+        let domain = Domain::parse_from_mail(domain).map_err(|e| ValueError::Email {
             input: input.trim().to_string(),
             reason: format!("domain: {e}"),
         })?;
@@ -228,7 +230,7 @@ impl fmt::Display for EmailAddress {
 /// The domain of a header address that does not parse as a whole, so that block-by-domain still
 /// sees its sender: the text after the last `@`, from its first non-blank character up to white
 /// space, `>` or other ASCII punctuation (but `-`, `.` and `_`), trailing dots removed, if that
-/// is a valid domain.
+/// is a valid domain as seen in mail ([`Domain::parse_from_mail`]).
 ///
 /// ```
 /// use allowgate_types::sender_domain_of;
@@ -250,7 +252,7 @@ pub fn sender_domain_of(raw: &str) -> Option<Domain> {
     if name.is_empty() {
         return None;
     }
-    Domain::parse(name).ok()
+    Domain::parse_from_mail(name).ok()
 }
 
 /// An address pattern: `user@example.com`, `*@example.com`, `user@*.example.com` or
@@ -417,6 +419,11 @@ mod tests {
             let addr = EmailAddress::parse(from).unwrap_or_else(|e| panic!("{from}: {e}"));
             assert!(block.matches(&addr), "{from}");
         }
+        // Nor is a sender lost to an invalid A-label below the blocked domain.
+        let odd = a("x@XN--ZZ.evil.example");
+        assert_eq!(odd.to_string(), "x@xn--zz.evil.example");
+        assert!(block.matches(&odd));
+        assert_eq!(a(&odd.to_string()), odd);
         // A quoted entry matches the address however the message spelled it.
         let entry = p("\"X Y\"@evil.example");
         assert_eq!(entry.to_string(), "\"x y\"@evil.example");
@@ -560,6 +567,7 @@ mod tests {
             ("x@evil.example,other@good.example", Some("good.example")),
             ("\"a@good.example\"@evil.example", Some("evil.example")),
             ("x@bücher.de>", Some("xn--bcher-kva.de")),
+            ("x y@xn--zz.evil.example>", Some("xn--zz.evil.example")),
             ("x@[192.0.2.1]", None),
             ("x@192.0.2.1", None),
             ("x@", None),
