@@ -116,9 +116,12 @@ impl Domain {
             }
         }
         // No top-level domain is numeric; a name ending in one is an address (or an address
-        // range whose invisible characters IDNA removed, as the fuzzer found).
+        // range whose invisible characters IDNA removed, as the fuzzer found: `192.0-0` from
+        // `192.\u{feff}0-0`, which list files would then read as a range).
         let last = ascii.rsplit('.').next().unwrap_or_default();
-        if ascii.parse::<std::net::IpAddr>().is_ok() || last.bytes().all(|b| b.is_ascii_digit()) {
+        if ascii.parse::<std::net::IpAddr>().is_ok()
+            || last.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        {
             return Err(bad(
                 "the last label is numeric: this looks like an IP address, not a domain",
             ));
@@ -365,6 +368,17 @@ mod tests {
         }
         assert!(Domain::parse(&format!("{}.com", "a".repeat(64))).is_err());
         assert!(Domain::parse(&"a.".repeat(130)).is_err());
+    }
+
+    #[test]
+    fn host_name_exported_reads_back_as_ip_range_regression() {
+        // Found by fuzzing the import: IDNA drops the BOM of `192.\u{feff}0-0`, and the host
+        // `192.0-0` was exported as a line that the import reads as an IP range.
+        for input in ["192.\u{feff}0-0", "192.0-0", "mail.example.1-2", "1-2"] {
+            assert!(Domain::parse(input).is_err(), "{input:?}");
+            assert!(Domain::parse_from_mail(input).is_err(), "{input:?}");
+        }
+        assert_eq!(d("a.0-0a").as_str(), "a.0-0a");
     }
 
     #[test]
