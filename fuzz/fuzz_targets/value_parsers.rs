@@ -5,7 +5,15 @@
 //! - a successful parse's `Display` re-parses to an equal value (round trip), and printing that
 //!   value again gives the same text (normalisation is idempotent);
 //! - the normalised text parses without a "we changed your input" warning;
-//! - whatever parses without `force` also parses with it, to the same value.
+//! - whatever parses without `force` also parses with it, to the same value;
+//! - an IP value has one canonical text per interval: its bounds spelled as a range parse to the
+//!   same value and print the same text;
+//! - an address's local part, however it was spelled (quoted or not), prints so that it parses
+//!   back, also written always-quoted, and as an entry pattern the canonical text matches the
+//!   address; `sender_domain_of` finds the domain of every address that parses;
+//! - a domain with A-labels (`xn--`) decodes to Unicode without error, and that Unicode form
+//!   parses back to the same domain; `Domain::parse_from_mail` accepts whatever `Domain::parse`
+//!   does, to the same value.
 #![no_main]
 
 use std::fmt::{Debug, Display};
@@ -14,7 +22,7 @@ use std::net::IpAddr;
 use allowgate_types::{
     CheckId, CheckSet, Comment, CountryCode, Domain, DomainPattern, EmailAddress, EmailPattern,
     EntryKind, EntryValue, IpBounds, IpRange, List, Scope, TenantName, ValueError, Warning,
-    parse_ip, parse_time,
+    parse_ip, parse_time, sender_domain_of,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -69,9 +77,12 @@ where
 
 /// The normalised text of a value must not produce warnings that say "your input was changed".
 fn assert_no_rewrite_warning(what: &str, shown: &str, warnings: &[Warning]) {
-    let rewrite = warnings
-        .iter()
-        .find(|w| matches!(w, Warning::HostBitsCleared { .. }));
+    let rewrite = warnings.iter().find(|w| {
+        matches!(
+            w,
+            Warning::HostBitsCleared { .. } | Warning::RangeIsCidr { .. }
+        )
+    });
     assert!(
         rewrite.is_none(),
         "{what}: normalised text {shown:?} still warns {rewrite:?}"
@@ -156,6 +167,21 @@ fn ip_range(s: &str) {
             range.contains(start) && range.contains(end),
             "{what}: {s:?} misses its own bounds"
         );
+        // One canonical text per interval: the bounds spelled as a range give the same value
+        // and the same text.
+        let spelled = format!("{start}-{end}");
+        let (same, _) = IpRange::parse(&spelled, force).unwrap_or_else(|e| {
+            panic!("{what}: {s:?} → {shown:?}: its bounds {spelled:?} do not parse: {e:?}")
+        });
+        assert_eq!(
+            same, range,
+            "{what}: {s:?} → {shown:?}: the range {spelled:?} is another value"
+        );
+        assert_eq!(
+            same.to_string(),
+            shown,
+            "{what}: {s:?}: the range {spelled:?} prints differently from {shown:?}"
+        );
         if let Ok(ip) = parse_ip(s) {
             assert!(range.contains(ip), "{what}: {s:?} does not contain itself");
             assert_eq!(
@@ -168,9 +194,16 @@ fn ip_range(s: &str) {
 }
 
 fn domain(s: &str) {
+    // Names seen in mail: the same normalisation, only kinder to invalid IDNA.
+    let seen = round_trip("Domain::parse_from_mail", s, Domain::parse_from_mail);
     let Some(d) = round_trip("Domain::parse", s, Domain::parse) else {
         return;
     };
+    assert_eq!(
+        seen.as_ref(),
+        Some(&d),
+        "Domain::parse_from_mail({s:?}) differs from Domain::parse"
+    );
     let text = d.as_str();
     assert!(
         text.is_ascii() && !text.ends_with('.'),
@@ -191,6 +224,20 @@ fn domain(s: &str) {
         Some(&text),
         "Domain::suffixes of {text:?}"
     );
+    // A-labels are real IDNA: the Unicode form decodes without error and parses back to the
+    // same domain.
+    if text.split('.').any(|label| label.starts_with("xn--")) {
+        let (unicode, decoded) = idna::domain_to_unicode(text);
+        assert!(
+            decoded.is_ok(),
+            "Domain::parse: {s:?} → {text:?}, whose A-labels do not decode: {unicode:?}"
+        );
+        assert_eq!(
+            Domain::parse(&unicode).as_ref(),
+            Ok(&d),
+            "Domain::parse: {s:?} → {text:?} → Unicode {unicode:?} parses to another domain"
+        );
+    }
     // Every suffix of a valid name is itself a valid name (unless it is all digits, which is an
     // IP-like label and refused on purpose).
     for suffix in &suffixes[1..] {
@@ -242,15 +289,43 @@ fn email_address(s: &str) {
         Some(&a),
         "EmailAddress::parse: <{a}> differs from {a}"
     );
+    let shown = a.to_string();
     for force in [false, true] {
-        let exact = format!("{}@{}", a.local(), a.domain());
-        if let Ok((p, _)) = EmailPattern::parse(&exact, force) {
+        if let Ok((p, _)) = EmailPattern::parse(&shown, force) {
             assert!(
                 p.matches(&a),
-                "EmailPattern {exact:?} does not match the address {a:?}"
+                "EmailPattern {shown:?} does not match the address {a:?}"
+            );
+            assert_eq!(
+                p.to_string(),
+                shown,
+                "EmailPattern {shown:?} prints differently from the address"
             );
         }
     }
+    // The local part written always-quoted is the same address.
+    let mut quoted = String::from("\"");
+    for c in a.local().chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push_str("\"@");
+    quoted.push_str(a.domain().as_str());
+    if quoted.len() <= 320 {
+        assert_eq!(
+            EmailAddress::parse(&quoted).as_ref(),
+            Ok(&a),
+            "EmailAddress::parse: {s:?} → {a:?}, but the quoted form {quoted:?} differs"
+        );
+    }
+    // The fallback for header addresses that do not parse agrees with the parser.
+    assert_eq!(
+        sender_domain_of(s).as_ref(),
+        Some(a.domain()),
+        "sender_domain_of({s:?}) differs from the domain of {a:?}"
+    );
 }
 
 fn email_pattern(s: &str) {
@@ -272,6 +347,12 @@ fn email_pattern(s: &str) {
             shown,
             "{what}: {s:?} → {shown:?}: display not idempotent"
         );
+        // The canonical text of a pattern for one domain is an address it matches.
+        if !p.domain().includes_subdomains() {
+            let a = EmailAddress::parse(&shown)
+                .unwrap_or_else(|e| panic!("{what}: {s:?} → {shown:?} is not an address: {e:?}"));
+            assert!(p.matches(&a), "{what}: {shown:?} does not match itself");
+        }
     }
 }
 

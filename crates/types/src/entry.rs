@@ -316,11 +316,12 @@ impl fmt::Display for EntryValue {
 /// An entry as an admin asks for it: raw text, not yet validated.
 #[derive(Debug, Clone, Default)]
 pub struct EntrySpec {
-    /// `allow`, `block` or `ignore`.
+    /// `allow`, `block` or `ignore`; required (`None` is reported as
+    /// [`EntryError::MissingList`]).
     pub list: Option<List>,
     /// Global or a tenant.
     pub scope: Scope,
-    /// The kind of the value.
+    /// The kind of the value; required (`None` is reported as [`EntryError::MissingKind`]).
     pub kind: Option<EntryKind>,
     /// The value as typed.
     pub value: String,
@@ -369,7 +370,9 @@ pub struct NewEntry {
 
 impl EntrySpec {
     /// Validate every field and the combination, for a deployment that can bypass every check.
-    /// All problems are reported, not just the first.
+    /// All problems are reported, not just the first: a missing `list` or `kind` is an error
+    /// ([`EntryError::MissingList`], [`EntryError::MissingKind`]) next to the others. An
+    /// `expires_at` that is already past draws [`Warning::AlreadyExpired`].
     pub fn validate(&self) -> Result<(NewEntry, Vec<Warning>), Vec<EntryError>> {
         self.validate_for(CheckSet::EMPTY)
     }
@@ -381,20 +384,37 @@ impl EntrySpec {
         &self,
         never_bypass: CheckSet,
     ) -> Result<(NewEntry, Vec<Warning>), Vec<EntryError>> {
+        self.validate_at(never_bypass, Utc::now())
+    }
+
+    /// [`EntrySpec::validate_for`] as of `now` (which decides whether the entry has already
+    /// expired).
+    fn validate_at(
+        &self,
+        never_bypass: CheckSet,
+        now: DateTime<Utc>,
+    ) -> Result<(NewEntry, Vec<Warning>), Vec<EntryError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let list = self.list.unwrap_or(List::Allow);
-        let kind = self.kind.unwrap_or(EntryKind::Ip);
-        let value = match EntryValue::parse(kind, &self.value, self.force) {
-            Ok((v, w)) => {
-                warnings.extend(w);
-                Some(v)
-            }
-            Err(e) => {
-                errors.push(e.into());
-                None
-            }
-        };
+        if self.list.is_none() {
+            errors.push(EntryError::MissingList);
+        }
+        if self.kind.is_none() {
+            errors.push(EntryError::MissingKind);
+        }
+        let value =
+            self.kind.and_then(
+                |kind| match EntryValue::parse(kind, &self.value, self.force) {
+                    Ok((v, w)) => {
+                        warnings.extend(w);
+                        Some(v)
+                    }
+                    Err(e) => {
+                        errors.push(e.into());
+                        None
+                    }
+                },
+            );
         let comment = match self.comment.as_deref().map(Comment::parse).transpose() {
             Ok(c) => c.flatten(),
             Err(e) => {
@@ -402,6 +422,75 @@ impl EntrySpec {
                 None
             }
         };
+        let checks = match self.list {
+            Some(list) => self.checks_for(list, never_bypass, &mut errors, &mut warnings),
+            None => CheckSet::EMPTY,
+        };
+        if let (Some(list), Some(kind)) = (self.list, self.kind) {
+            self.combination(list, kind, &mut errors);
+        }
+        if let (Some(s), Some(e)) = (self.starts_at, self.expires_at)
+            && s >= e
+        {
+            errors.push(EntryError::EmptyWindow {
+                starts: s.to_rfc3339(),
+                expires: e.to_rfc3339(),
+            });
+        }
+        if let Some(e) = self.expires_at
+            && e <= now
+        {
+            warnings.push(Warning::AlreadyExpired {
+                expires: e.to_rfc3339(),
+            });
+        }
+        if self.list == Some(List::Allow) && !self.require_auth {
+            let domain = match &value {
+                Some(EntryValue::Email(p)) => Some(p.domain().domain()),
+                Some(EntryValue::Domain(p)) => Some(p.domain()),
+                _ => None,
+            };
+            if let Some(d) = domain {
+                if d.is_freemail() {
+                    warnings.push(Warning::FreemailWithoutAuth {
+                        domain: d.to_string(),
+                    });
+                } else {
+                    warnings.push(Warning::SenderWithoutAuth {
+                        value: self.value.trim().to_string(),
+                    });
+                }
+            }
+        }
+        match (self.list, value) {
+            (Some(list), Some(value)) if errors.is_empty() => Ok((
+                NewEntry {
+                    list,
+                    scope: self.scope.clone(),
+                    value,
+                    checks,
+                    comment,
+                    require_auth: self.require_auth,
+                    internal: self.internal,
+                    starts_at: self.starts_at,
+                    expires_at: self.expires_at,
+                    enabled: !self.disabled,
+                },
+                warnings,
+            )),
+            _ => Err(errors),
+        }
+    }
+
+    /// The checks of an entry on `list`: required (and non-empty) for allow entries, refused for
+    /// the others; bypassing malware needs `force`.
+    fn checks_for(
+        &self,
+        list: List,
+        never_bypass: CheckSet,
+        errors: &mut Vec<EntryError>,
+        warnings: &mut Vec<Warning>,
+    ) -> CheckSet {
         let checks = match (list, self.checks) {
             (List::Allow, None) => {
                 errors.push(EntryError::MissingChecks);
@@ -434,6 +523,11 @@ impl EntrySpec {
                 errors.push(EntryError::MalwareNeedsForce);
             }
         }
+        checks
+    }
+
+    /// The rules that tie the kind to the list and to the `require_auth` / `internal` flags.
+    fn combination(&self, list: List, kind: EntryKind, errors: &mut Vec<EntryError>) {
         if list == List::Allow && matches!(kind, EntryKind::BodyDomain | EntryKind::BodyIp) {
             errors.push(EntryError::KindNotOnList {
                 list: list.as_str(),
@@ -461,50 +555,6 @@ impl EntrySpec {
                 list: list.as_str(),
                 kind: kind.as_str(),
             });
-        }
-        if let (Some(s), Some(e)) = (self.starts_at, self.expires_at)
-            && s >= e
-        {
-            errors.push(EntryError::EmptyWindow {
-                starts: s.to_rfc3339(),
-                expires: e.to_rfc3339(),
-            });
-        }
-        if list == List::Allow && !self.require_auth {
-            let domain = match &value {
-                Some(EntryValue::Email(p)) => Some(p.domain().domain()),
-                Some(EntryValue::Domain(p)) => Some(p.domain()),
-                _ => None,
-            };
-            if let Some(d) = domain {
-                if d.is_freemail() {
-                    warnings.push(Warning::FreemailWithoutAuth {
-                        domain: d.to_string(),
-                    });
-                } else {
-                    warnings.push(Warning::SenderWithoutAuth {
-                        value: self.value.trim().to_string(),
-                    });
-                }
-            }
-        }
-        match value {
-            Some(value) if errors.is_empty() => Ok((
-                NewEntry {
-                    list,
-                    scope: self.scope.clone(),
-                    value,
-                    checks,
-                    comment,
-                    require_auth: self.require_auth,
-                    internal: self.internal,
-                    starts_at: self.starts_at,
-                    expires_at: self.expires_at,
-                    enabled: !self.disabled,
-                },
-                warnings,
-            )),
-            _ => Err(errors),
         }
     }
 }
@@ -664,6 +714,96 @@ mod tests {
         s.require_auth = true;
         let (_, w) = s.validate().unwrap();
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn spec_without_list_or_kind_silently_became_allow_ip_regression() {
+        let none = EntrySpec {
+            value: "192.0.2.1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            none.validate().unwrap_err(),
+            vec![EntryError::MissingList, EntryError::MissingKind]
+        );
+        // Reported next to the other problems.
+        type Case = (
+            Option<List>,
+            Option<EntryKind>,
+            &'static str,
+            Vec<EntryError>,
+        );
+        let cases: [Case; 3] = [
+            (
+                None,
+                Some(EntryKind::Ip),
+                "not-an-ip",
+                vec![
+                    EntryError::MissingList,
+                    EntryError::Value(IpRange::parse("not-an-ip", false).unwrap_err()),
+                ],
+            ),
+            (
+                Some(List::Allow),
+                None,
+                "192.0.2.1",
+                vec![EntryError::MissingKind, EntryError::MissingChecks],
+            ),
+            (Some(List::Block), Some(EntryKind::Ip), "192.0.2.1", vec![]),
+        ];
+        for (list, kind, value, want) in cases {
+            let mut s = EntrySpec {
+                list,
+                kind,
+                value: value.into(),
+                comment: Some("ok".into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                s.validate().err().unwrap_or_default(),
+                want,
+                "{list:?} {kind:?}"
+            );
+            s.comment = Some("x".repeat(129));
+            let errs = s.validate().unwrap_err();
+            assert!(
+                errs.contains(&EntryError::Value(ValueError::CommentTooLong { len: 129 })),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_added_already_expired_gets_no_warning_regression() {
+        let now = parse_time("2026-06-01T12:00:00Z").unwrap();
+        let mut s = spec(List::Block, EntryKind::Ip, "192.0.2.1");
+        let cases = [
+            (Some("2026-06-01T11:59:59Z"), true),
+            (Some("2026-06-01T12:00:00Z"), true),
+            (Some("2020-01-01"), true),
+            (Some("2026-06-01T12:00:01Z"), false),
+            (None, false),
+        ];
+        for (expires, warned) in cases {
+            s.expires_at = expires.map(|t| parse_time(t).unwrap());
+            let (_, w) = s.validate_at(CheckSet::EMPTY, now).unwrap();
+            let want: Vec<Warning> = s
+                .expires_at
+                .filter(|_| warned)
+                .map(|e| Warning::AlreadyExpired {
+                    expires: e.to_rfc3339(),
+                })
+                .into_iter()
+                .collect();
+            assert_eq!(w, want, "{expires:?}");
+        }
+        // Through the public entry point, against the clock.
+        s.expires_at = Some(parse_time("1999-12-31").unwrap());
+        let (_, w) = s.validate().unwrap();
+        assert_eq!(
+            w.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["already expired on 1999-12-31T00:00:00+00:00: it will never match"]
+        );
     }
 
     #[test]

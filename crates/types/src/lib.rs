@@ -27,7 +27,7 @@ mod text;
 pub use check::{CheckGroup, CheckId, CheckSet};
 pub use country::CountryCode;
 pub use domain::{Domain, DomainPattern};
-pub use email::{EmailAddress, EmailPattern};
+pub use email::{EmailAddress, EmailPattern, sender_domain_of};
 pub use entry::{
     Comment, Entry, EntryId, EntryKind, EntrySpec, EntryValue, List, MAX_COMMENT, MAX_VALUE,
     NewEntry, Scope, TenantName, parse_time,
