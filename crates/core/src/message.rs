@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use allowgate_types::{Domain, EmailAddress, SenderSource, normalize_ip, parse_ip, shown};
+use allowgate_types::{
+    Domain, EmailAddress, SenderSource, normalize_ip, parse_ip, sender_domain_of, shown,
+};
 use mail_parser::{HeaderForm, HeaderName, HeaderValue, Message, MessageParser};
 
 /// Largest message parsed (bigger input is cut; the head still parses).
@@ -140,11 +142,7 @@ fn sender_address(text: &str) -> Option<SenderAddress> {
     if let Ok(address) = EmailAddress::parse(text) {
         return Some(SenderAddress::Address(address));
     }
-    let domain = text
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim().trim_end_matches('>').trim())
-        .and_then(|d| Domain::parse(d).ok());
-    Some(match domain {
+    Some(match sender_domain_of(text) {
         Some(d) => SenderAddress::DomainOnly(d),
         None => SenderAddress::Unreadable(shown(text, 80)),
     })
@@ -228,7 +226,8 @@ impl BodyScanner {
         if !without_port.contains('.') || without_port.contains(':') {
             return;
         }
-        if let Ok(domain) = Domain::parse(without_port)
+        // As seen in mail: an invalid IDNA label does not hide a name from its parents' entries.
+        if let Ok(domain) = Domain::parse_from_mail(without_port)
             && domain.has_known_suffix()
             && !domain.is_public_suffix()
             && self.domains.len() < MAX_BODY_ITEMS

@@ -101,7 +101,8 @@ impl EvaluateRequest {
             }
             other => other.clone(),
         };
-        let host = match self.host.as_deref().map(Domain::parse).transpose() {
+        // As seen in mail: a name with an invalid IDNA label still meets its parents' entries.
+        let host = match self.host.as_deref().map(Domain::parse_from_mail).transpose() {
             Ok(h) => h,
             Err(e) => {
                 bad("host", e.to_string());
