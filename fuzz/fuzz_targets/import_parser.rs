@@ -156,7 +156,10 @@ fn round_trip(req: &ImportRequest, entries: &[NewEntry], out: ExportFormat, back
             created_by: "fuzz".into(),
         })
         .collect();
-    let exported = render(&stored, out);
+    let exported = match render(&stored, out) {
+        Ok(text) => text,
+        Err(e) => panic!("{out} export failed: {e}"),
+    };
     let req = ImportRequest {
         format: back,
         ..req.clone()

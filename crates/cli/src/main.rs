@@ -13,8 +13,8 @@ use allowgate_store::{
     StoreError,
 };
 use allowgate_types::{
-    CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, List, Scope,
-    TenantName, parse_ip, parse_time,
+    Actor, CheckSet, CountryCode, Domain, EmailAddress, Entry, EntryId, EntryKind, EntrySpec, List,
+    Scope, TenantName, parse_ip, parse_time,
 };
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -371,7 +371,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let actor = format!("cli:{actor}");
+    let actor =
+        Actor::parse(&format!("cli:{actor}")).map_err(|e| invalid(format!("--actor: {e}")))?;
     let store = Store::open(&cli.db)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", cli.db))?;
@@ -397,7 +398,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn tenant(store: &Store, cmd: TenantCommand, actor: &str) -> Result<(), Failure> {
+async fn tenant(store: &Store, cmd: TenantCommand, actor: &Actor) -> Result<(), Failure> {
     match cmd {
         TenantCommand::Add { name, domains } => {
             let t = store.add_tenant(&name, &domains, actor).await?;
@@ -422,7 +423,7 @@ async fn tenant(store: &Store, cmd: TenantCommand, actor: &str) -> Result<(), Fa
     Ok(())
 }
 
-async fn entry_add(store: &Store, a: AddArgs, actor: &str) -> Result<(), Failure> {
+async fn entry_add(store: &Store, a: AddArgs, actor: &Actor) -> Result<(), Failure> {
     let spec = EntrySpec {
         list: Some(a.list),
         scope: a.scope,
@@ -445,7 +446,7 @@ async fn entry_add(store: &Store, a: AddArgs, actor: &str) -> Result<(), Failure
     }
     let entry = store.add_entry(&new, actor).await?;
     if a.json {
-        return print_json(&allowgate_store::entry_to_json(&entry));
+        return print_json(&allowgate_store::entry_to_json(&entry)?);
     }
     println!("added entry {}: {}", entry.id, describe(&entry));
     Ok(())
@@ -481,8 +482,10 @@ fn describe(e: &Entry) -> String {
 async fn entry_list(store: &Store, filter: EntryFilter, json: bool) -> Result<(), Failure> {
     let entries = store.entries(&filter).await?;
     if json {
-        let v: Vec<serde_json::Value> =
-            entries.iter().map(allowgate_store::entry_to_json).collect();
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(allowgate_store::entry_to_json)
+            .collect::<Result<_, _>>()?;
         return print_json(&v);
     }
     let mut out = std::io::stdout().lock();
@@ -492,7 +495,7 @@ async fn entry_list(store: &Store, filter: EntryFilter, json: bool) -> Result<()
     Ok(())
 }
 
-async fn entry_rm(store: &Store, id: &str, actor: &str) -> Result<(), Failure> {
+async fn entry_rm(store: &Store, id: &str, actor: &Actor) -> Result<(), Failure> {
     let n: i64 = id
         .trim()
         .trim_start_matches('#')
@@ -503,7 +506,7 @@ async fn entry_rm(store: &Store, id: &str, actor: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure> {
+async fn import(store: &Store, a: ImportArgs, actor: &Actor) -> Result<(), Failure> {
     let file = std::fs::File::open(&a.file)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -4,27 +4,84 @@ use std::fmt;
 
 use allowgate_types::EntryId;
 
+/// What kind of failure a [`StoreError`] is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The database cannot be reached or opened (connection refused, file cannot be opened,
+    /// I/O error, disk full, pool timed out or closed). A server keeps serving its last
+    /// snapshot and tries again.
+    Unavailable,
+    /// Another change held the write lock past the busy timeout; retrying later will work.
+    Busy,
+    /// The change contradicts what is stored: a duplicate entry, a tenant that exists, a
+    /// domain another tenant owns, a tenant that still has entries.
+    Conflict,
+    /// The request itself is wrong: an unknown tenant in a scope, a bad database URL, …
+    InvalidInput,
+    /// The entry, tenant or domain the change is about does not exist.
+    NotFound,
+    /// Stored data does not validate any more (a row edited by hand, a damaged file).
+    Corrupt,
+    /// A bug: the store or the database did something it should not.
+    Internal,
+}
+
 /// Why a store operation failed. Every variant names the offending input; none carries a
-/// connection string or password.
+/// connection string or password (neither in its message nor in its sources). Variants that
+/// come from the database keep the [`sqlx::Error`] as their source; [`StoreError::kind`] says
+/// what kind of failure it is.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error (or could not be reached).
-    #[error("database error: {message}")]
+    /// The database cannot be reached or opened.
+    #[error("the database cannot be reached or opened")]
+    Unavailable {
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Another change held the write lock for longer than the busy timeout.
+    #[error("another change is in progress; retry when it has finished")]
+    Busy {
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Any other error the database layer reported; [`StoreError::kind`] tells a uniqueness
+    /// conflict, undecodable data and bugs apart.
+    #[error("database error")]
     Database {
-        /// What went wrong, without connection details.
-        message: String,
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema migrations could not be applied (the database was changed by a newer
+    /// allowgate, or a migration failed half-way).
+    #[error("the database schema cannot be brought up to date")]
+    Migrate {
+        /// What the migrator reported.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The database URL cannot be used. Its text is not repeated (it may hold a password).
+    #[error("invalid database URL (expected sqlite://PATH or sqlite::memory:)")]
+    InvalidUrl {
+        /// The reason, kept only where it cannot quote a password (SQLite URLs).
+        #[source]
+        source: Option<sqlx::Error>,
+    },
+    /// A database given as a bare path instead of a URL.
+    #[error("`{input}` is not a database URL; did you mean `sqlite://{input}`?")]
+    NotAUrl {
+        /// The path as given (printable).
+        input: String,
     },
     /// The database URL names a backend this build does not support.
-    #[error("unsupported database URL scheme `{scheme}`: use sqlite://PATH or sqlite::memory:")]
+    #[error("unsupported database URL scheme `{scheme}`: {hint}")]
     UnsupportedUrl {
-        /// The scheme of the URL (the part before `:`); the rest is not repeated.
+        /// The scheme of the URL (the part before `:`, printable); the rest is not repeated.
         scheme: String,
-    },
-    /// Applying the schema migrations failed.
-    #[error("database migration failed: {message}")]
-    Migrate {
-        /// What went wrong.
-        message: String,
+        /// What to use instead.
+        hint: &'static str,
     },
     /// An entry with the same list, scope, kind and value already exists.
     #[error("an identical entry already exists: {existing}")]
@@ -44,19 +101,44 @@ pub enum StoreError {
         /// The tenant name.
         name: String,
     },
+    /// A change to a tenant that does not exist.
+    #[error("no tenant `{name}`")]
+    TenantNotFound {
+        /// The tenant name.
+        name: String,
+    },
     /// A tenant with this name exists already.
     #[error("tenant `{name}` already exists")]
     TenantExists {
         /// The tenant name.
         name: String,
     },
-    /// A domain is already owned by another tenant.
+    /// A domain is already owned by a tenant (another one, or the one it was added to).
     #[error("domain `{domain}` already belongs to tenant `{tenant}`")]
     DomainTaken {
         /// The domain.
         domain: String,
         /// The tenant that owns it.
         tenant: String,
+    },
+    /// A domain to remove from a tenant that the tenant does not own.
+    #[error("tenant `{tenant}` does not own domain `{domain}`")]
+    DomainNotOwned {
+        /// The domain.
+        domain: String,
+        /// The tenant.
+        tenant: String,
+    },
+    /// A tenant to remove still has entries, and removing them was not asked for.
+    #[error(
+        "tenant `{name}` still has {entries} entries; remove them first, or remove the tenant \
+         together with its entries (allowgate tenant rm {name} --with-entries)"
+    )]
+    TenantHasEntries {
+        /// The tenant name.
+        name: String,
+        /// How many entries it has.
+        entries: u64,
     },
     /// A stored row does not validate any more.
     #[error("corrupt {table} row {id}: {reason}")]
@@ -68,30 +150,101 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Something could not be encoded as JSON (a bug).
+    #[error("cannot encode {what} as JSON")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An export could not be rendered (a bug).
+    #[error("cannot render the {format} export")]
+    Export {
+        /// The format (`text`, `csv`, `json`).
+        format: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-/// A database error's message, without connection details.
-pub(crate) fn describe(error: &sqlx::Error) -> String {
+impl StoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::Busy { .. } => ErrorKind::Busy,
+            StoreError::Database { source } => sqlx_kind(source),
+            StoreError::Migrate { .. } => ErrorKind::Internal,
+            StoreError::InvalidUrl { .. }
+            | StoreError::NotAUrl { .. }
+            | StoreError::UnsupportedUrl { .. }
+            | StoreError::UnknownTenant { .. } => ErrorKind::InvalidInput,
+            StoreError::Duplicate { .. }
+            | StoreError::TenantExists { .. }
+            | StoreError::DomainTaken { .. }
+            | StoreError::TenantHasEntries { .. } => ErrorKind::Conflict,
+            StoreError::NotFound { .. }
+            | StoreError::TenantNotFound { .. }
+            | StoreError::DomainNotOwned { .. } => ErrorKind::NotFound,
+            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            StoreError::Encode { .. } | StoreError::Export { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// What kind of failure a database-layer error is: the backend's own codes first (busy, cannot
+/// open, …), then what every backend shares.
+fn sqlx_kind(error: &sqlx::Error) -> ErrorKind {
+    use sqlx::error::ErrorKind as DbKind;
     match error {
-        // Configuration errors may quote the URL, which may hold a password.
-        sqlx::Error::Configuration(_) => "invalid database configuration".to_string(),
-        sqlx::Error::Database(db) => db.message().to_string(),
-        other => other.to_string(),
+        sqlx::Error::Database(db) => {
+            crate::backend::database_error_kind(db.as_ref()).unwrap_or(match db.kind() {
+                DbKind::UniqueViolation => ErrorKind::Conflict,
+                _ => ErrorKind::Internal,
+            })
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        sqlx::Error::Configuration(_) => ErrorKind::InvalidInput,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+        sqlx::Error::Migrate(m) => match m.as_ref() {
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => sqlx_kind(e),
+            _ => ErrorKind::Internal,
+        },
+        _ => ErrorKind::Internal,
     }
 }
 
 impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        StoreError::Database {
-            message: describe(&error),
+    fn from(source: sqlx::Error) -> Self {
+        match sqlx_kind(&source) {
+            ErrorKind::Unavailable => StoreError::Unavailable { source },
+            ErrorKind::Busy => StoreError::Busy { source },
+            // A configuration error may quote the URL, and with it a password: dropped.
+            ErrorKind::InvalidInput => StoreError::InvalidUrl { source: None },
+            _ => StoreError::Database { source },
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate {
-            message: error.to_string(),
+        use sqlx::migrate::MigrateError;
+        match error {
+            // Busy or unreachable while migrating is busy or unreachable, not a schema problem.
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)
+                if matches!(sqlx_kind(&e), ErrorKind::Busy | ErrorKind::Unavailable) =>
+            {
+                e.into()
+            }
+            source => StoreError::Migrate { source },
         }
     }
 }
