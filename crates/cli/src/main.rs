@@ -552,20 +552,17 @@ async fn import(store: &Store, a: ImportArgs, actor: &Actor) -> Result<(), Failu
     }
     let report = match result {
         Ok(r) => r,
-        Err(ImportError::Invalid(lines)) => {
-            let mut messages = vec![format!(
-                "{}: {} invalid line(s); the import was refused:",
-                a.file.display(),
-                lines.len()
-            )];
-            messages.extend(lines.iter().map(|l| format!("  {l}")));
+        Err(ImportError::Invalid(problems)) => {
+            let mut messages = vec![format!("{}: {problems}", a.file.display())];
+            messages.truncate(1);
             return Err(Failure::Invalid(messages));
         }
         Err(ImportError::Store(e)) => return Err(e.into()),
         Err(
             e @ (ImportError::TooLarge { .. }
             | ImportError::TooManyEntries { .. }
-            | ImportError::NotUtf8 { .. }),
+            | ImportError::NotUtf8 { .. }
+            | ImportError::WouldEmpty { .. }),
         ) => {
             return Err(invalid(e.to_string()));
         }
@@ -575,8 +572,8 @@ async fn import(store: &Store, a: ImportArgs, actor: &Actor) -> Result<(), Failu
     if a.json {
         return print_json(&report);
     }
-    for (line, w) in &report.warnings {
-        eprintln!("warning: line {line}: {w}");
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
     }
     println!(
         "imported {} entries ({} duplicates ignored, {} removed); revision {}",

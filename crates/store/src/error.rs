@@ -1,8 +1,9 @@
 //! Errors of the store and of imports.
 
-use std::fmt;
+use allowgate_types::{EntryId, List, Scope};
 
-use allowgate_types::EntryId;
+use crate::import::ImportFamily;
+use crate::report::{ImportProblems, Lines};
 
 /// What kind of failure a [`StoreError`] is: what a caller can do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -249,28 +250,6 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// One bad line (or CSV row, or JSON array element) of an import.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LineError {
-    /// 1-based line number; for JSON imports the 1-based index of the array element (the
-    /// reason says so).
-    pub line: usize,
-    /// The offending value, truncated to 80 characters.
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value.is_empty() {
-            write!(f, "line {}: {}", self.line, self.reason)
-        } else {
-            write!(f, "line {}: `{}`: {}", self.line, self.value, self.reason)
-        }
-    }
-}
-
 /// Why an import was refused. In every case nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -286,28 +265,85 @@ pub enum ImportError {
         /// Number of entries found.
         count: u64,
     },
-    /// The file is not UTF-8.
-    #[error("import is not valid UTF-8 (first invalid byte on line {line}); save it as UTF-8")]
+    /// The file is not UTF-8: every line with invalid bytes is named.
+    #[error("import is not valid UTF-8 on {}; save it as UTF-8", .lines)]
     NotUtf8 {
-        /// 1-based line of the first invalid byte.
-        line: usize,
+        /// The lines holding bytes that are not UTF-8.
+        lines: Lines,
     },
-    /// One or more lines are invalid; every one of them is listed (up to
-    /// [`MAX_LINE_ERRORS`](crate::import::MAX_LINE_ERRORS), the last one saying how many more).
-    #[error("{}", invalid_message(.0))]
-    Invalid(Vec<LineError>),
+    /// Lines are invalid: every problem, once, with every line it concerns.
+    #[error("{0}")]
+    Invalid(ImportProblems),
+    /// A replace would leave the list, scope and kinds of the import empty, and that was not
+    /// confirmed ([`ImportRequest::allow_empty`](crate::ImportRequest::allow_empty)).
+    #[error(
+        "replacing would remove all {existing} {family} entries of the {list} list ({scope}) and \
+         add none; to empty them on purpose, confirm it (--allow-empty)"
+    )]
+    WouldEmpty {
+        /// How many entries are there.
+        existing: u64,
+        /// The list.
+        list: List,
+        /// The scope.
+        scope: Scope,
+        /// The kinds.
+        family: ImportFamily,
+    },
     /// The store failed (or the scope's tenant does not exist).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-fn invalid_message(errors: &[LineError]) -> String {
-    let mut text = String::from("import rejected, nothing changed; fix these lines:");
-    for e in errors {
-        text.push_str("\n  ");
-        text.push_str(&e.to_string());
+impl ImportError {
+    /// What kind of failure this is: the file or the request is at fault
+    /// ([`ErrorKind::InvalidInput`]), or the store's own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImportError::Store(e) => e.kind(),
+            _ => ErrorKind::InvalidInput,
+        }
     }
-    text
+
+    /// A stable keyword for the refusal: `too_large`, `too_many_entries`, `not_utf8`,
+    /// `invalid_lines`, `would_empty`, `store`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ImportError::TooLarge { .. } => "too_large",
+            ImportError::TooManyEntries { .. } => "too_many_entries",
+            ImportError::NotUtf8 { .. } => "not_utf8",
+            ImportError::Invalid(_) => "invalid_lines",
+            ImportError::WouldEmpty { .. } => "would_empty",
+            ImportError::Store(_) => "store",
+        }
+    }
+}
+
+impl serde::Serialize for ImportError {
+    /// `{"code", "message", "invalid_lines"?, "problems"?: [{"lines", "value"?, "message"}],
+    /// "unlisted"?}`: the message is the first line of the text form; an invalid file lists
+    /// every problem (up to the cap) and counts every bad line.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let text = self.to_string();
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("code", self.code())?;
+        map.serialize_entry("message", text.lines().next().unwrap_or_default())?;
+        match self {
+            ImportError::Invalid(p) => {
+                map.serialize_entry("unit", &p.unit)?;
+                map.serialize_entry("invalid_lines", &p.bad_lines)?;
+                map.serialize_entry("problems", &p.problems)?;
+                map.serialize_entry("unlisted", &p.unlisted)?;
+            }
+            ImportError::NotUtf8 { lines } => {
+                map.serialize_entry("invalid_lines", &lines.count())?;
+                map.serialize_entry("lines", lines)?;
+            }
+            _ => {}
+        }
+        map.end()
+    }
 }
 
 impl From<sqlx::Error> for ImportError {

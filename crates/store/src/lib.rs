@@ -37,6 +37,7 @@ mod error;
 pub mod export;
 pub mod import;
 mod record;
+mod report;
 
 use std::time::Duration;
 
@@ -46,13 +47,14 @@ use allowgate_types::{
 use chrono::{DateTime, SubsecRound, Utc};
 
 use backend::{Backend, on_backend};
-pub use error::{ErrorKind, ImportError, LineError, StoreError};
+pub use error::{ErrorKind, ImportError, StoreError};
 pub use export::ExportFormat;
 pub use import::{
     ImportFamily, ImportFormat, ImportMode, ImportReport, ImportRequest, ParsedEntry, ParsedImport,
     parse_import,
 };
 pub use record::entry_to_json;
+pub use report::{ImportProblems, LineReport, LineUnit, Lines};
 
 /// How long a change waits for another change to finish by default.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -32,6 +32,8 @@ macro_rules! behaviour_tests {
                 imports::import_caps_are_checked_before_parsing,
                 imports::import_speed,
                 imports::an_import_audits_exactly_the_rows_it_inserted,
+                imports::a_replace_that_would_empty_the_list_needs_confirming,
+                imports::a_text_export_imports_only_into_its_own_list,
                 export::export_round_trips_csv_and_json,
                 export::export_round_trips_text_values_and_comments,
                 concurrency::a_change_waits_for_another_up_to_the_busy_timeout,

@@ -374,6 +374,20 @@ impl Ops {
         let mut done = parsed.values + parsed.duplicates;
         let mut tx = dialect::begin_write(&self.pool).await?;
         let tenant = scope_tenant_id(&mut tx, &req.scope).await?;
+        if req.mode == ImportMode::Replace && parsed.entries.is_empty() && !req.allow_empty {
+            // A file with nothing in it would empty the list: only on explicit confirmation.
+            let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM entries WHERE ");
+            push_family_condition(&mut count, "", req, tenant);
+            let existing: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+            if existing > 0 {
+                return Err(ImportError::WouldEmpty {
+                    existing: u64::try_from(existing).unwrap_or(0),
+                    list: req.list,
+                    scope: req.scope.clone(),
+                    family: req.family,
+                });
+            }
+        }
         let at = now();
         let revision: i64 = sqlx::query_scalar(
             "INSERT INTO revisions (created_at, actor, summary) VALUES ($1, $2, '') RETURNING id",

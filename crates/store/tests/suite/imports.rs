@@ -113,7 +113,7 @@ pub async fn import_csv_and_json_into_a_tenant<B: Backend>(b: &B) {
         "only the entry without require_auth warns: {:?}",
         report.warnings
     );
-    assert_eq!(report.warnings[0].0, 3);
+    assert_eq!(report.warnings[0].lines.ranges(), [(3, 3)]);
 
     req.format = ImportFormat::Json;
     let json = r#"[{"value": "ops@partner.example", "checks": ["greylisting"], "enabled": false},
@@ -254,22 +254,24 @@ pub async fn a_bad_import_line_leaves_the_database_byte_for_byte_unchanged<B: Ba
         .import(&req, data.as_bytes(), &actor("a"), &no_progress)
         .await
         .unwrap_err();
-    let ImportError::Invalid(lines) = &err else {
+    let ImportError::Invalid(problems) = &err else {
         panic!("{err:?}")
     };
+    let lines = &problems.problems;
+    assert_eq!(problems.bad_lines, 2);
     assert_eq!(
-        lines.iter().map(|l| l.line).collect::<Vec<_>>(),
-        [3, 7],
+        lines.iter().map(|l| l.lines.first()).collect::<Vec<_>>(),
+        [Some(3), Some(7)],
         "{lines:#?}"
     );
-    assert_eq!(lines[0].value, "203.0.113.300");
+    assert_eq!(lines[0].value.as_deref(), Some("203.0.113.300"));
     assert!(
-        lines[0].reason.contains("not a valid IP"),
+        lines[0].message.contains("not a valid IP"),
         "{}",
-        lines[0].reason
+        lines[0].message
     );
-    assert_eq!(lines[1].value, "not a host!");
-    assert!(!lines[1].reason.is_empty());
+    assert_eq!(lines[1].value.as_deref(), Some("not a host!"));
+    assert!(!lines[1].message.is_empty());
     let message = err.to_string();
     assert!(
         message.contains("line 3")
@@ -337,7 +339,10 @@ pub async fn import_caps_are_checked_before_parsing<B: Backend>(b: &B) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, ImportError::NotUtf8 { line: 2 }), "{err:?}");
+    assert!(
+        matches!(&err, ImportError::NotUtf8 { lines } if lines.ranges() == [(2, 2)]),
+        "{err:?}"
+    );
     store.close().await;
 }
 
@@ -435,5 +440,111 @@ pub async fn an_import_audits_exactly_the_rows_it_inserted<B: Backend>(b: &B) {
     audited.sort();
     assert_eq!(audited, new_ids);
     assert!(audited.iter().all(|id| !existing.contains(id)));
+    store.close().await;
+}
+
+/// Regression: `import --replace` of an empty or comments-only file emptied the list.
+pub async fn a_replace_that_would_empty_the_list_needs_confirming<B: Backend>(b: &B) {
+    let db = b.fresh();
+    let store = open(&db).await;
+    let a = actor("a");
+    for value in ["192.0.2.1", "mx.example.net"] {
+        let kind = if value.starts_with('1') {
+            EntryKind::Ip
+        } else {
+            EntryKind::Host
+        };
+        store
+            .add_entry(&new(List::Block, kind, value), &a)
+            .await
+            .unwrap();
+    }
+    let kept = store
+        .add_entry(&new(List::Block, EntryKind::Domain, "keep.example"), &a)
+        .await
+        .unwrap();
+    let before = store.entries(&all()).await.unwrap();
+    let revision = store.revision().await.unwrap();
+
+    let mut req = request(List::Block, ImportFamily::Server, ImportFormat::Text);
+    req.mode = ImportMode::Replace;
+    for file in [&b""[..], b"# nothing here yet\n\n# (comments only)\n"] {
+        let err = store
+            .import(&req, file, &a, &no_progress)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ImportError::WouldEmpty { existing: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), allowgate_store::ErrorKind::InvalidInput);
+        let message = err.to_string();
+        assert!(
+            message.contains("remove all 2") && message.contains("--allow-empty"),
+            "{message}"
+        );
+        assert_eq!(store.entries(&all()).await.unwrap(), before);
+        assert_eq!(store.revision().await.unwrap(), revision);
+    }
+
+    // Confirmed, it empties the server kinds of the list, nothing else.
+    req.allow_empty = true;
+    let report = store.import(&req, b"", &a, &no_progress).await.unwrap();
+    assert_eq!((report.added, report.removed), (0, 2));
+    assert_eq!(report.revision, revision + 1);
+    assert_eq!(store.entries(&all()).await.unwrap(), vec![kept]);
+
+    // Nothing to remove: nothing to confirm, nothing changes.
+    req.allow_empty = false;
+    let report = store.import(&req, b"", &a, &no_progress).await.unwrap();
+    assert_eq!(
+        (report.added, report.removed, report.revision),
+        (0, 0, revision + 1)
+    );
+    store.close().await;
+}
+
+/// Regression: a text export of one list re-imported into another turned its entries into
+/// entries of that list. Now only the list, scope and kinds the sections name take it.
+pub async fn a_text_export_imports_only_into_its_own_list<B: Backend>(b: &B) {
+    let db = b.fresh();
+    let store = open(&db).await;
+    let a = actor("a");
+    store
+        .add_entry(&new(List::Block, EntryKind::Ip, "203.0.113.0/24"), &a)
+        .await
+        .unwrap();
+    store
+        .add_entry(&new(List::Block, EntryKind::Host, "mx.bad.example"), &a)
+        .await
+        .unwrap();
+    let text = store
+        .export(&all(), allowgate_store::ExportFormat::Text)
+        .await
+        .unwrap();
+
+    let fresh = b.fresh();
+    let target = open(&fresh).await;
+    let allow = request(List::Allow, ImportFamily::Server, ImportFormat::Text);
+    let err = target
+        .import(&allow, text.as_bytes(), &a, &no_progress)
+        .await
+        .unwrap_err();
+    let ImportError::Invalid(problems) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(problems.bad_lines, 2, "{err}");
+    assert!(err.to_string().contains("is for the block list"), "{err}");
+    assert!(target.entries(&all()).await.unwrap().is_empty());
+
+    let block = request(List::Block, ImportFamily::Server, ImportFormat::Text);
+    let report = target
+        .import(&block, text.as_bytes(), &a, &no_progress)
+        .await
+        .unwrap();
+    assert_eq!(report.added, 2);
+    let entries = target.entries(&all()).await.unwrap();
+    assert!(entries.iter().all(|e| e.entry.list == List::Block));
+    target.close().await;
     store.close().await;
 }
