@@ -6,7 +6,8 @@ use crate::import::ImportFamily;
 use crate::report::{ImportProblems, Lines};
 
 /// What kind of failure a [`StoreError`] is: what a caller can do about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The database cannot be reached or opened (connection refused, file cannot be opened,
     /// I/O error, disk full, pool timed out or closed). A server keeps serving its last
@@ -171,6 +172,22 @@ pub enum StoreError {
     },
 }
 
+impl ErrorKind {
+    /// The keyword: `unavailable`, `busy`, `conflict`, `invalid_input`, `not_found`, `corrupt`,
+    /// `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl StoreError {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
@@ -306,7 +323,7 @@ impl ImportError {
     }
 
     /// A stable keyword for the refusal: `too_large`, `too_many_entries`, `not_utf8`,
-    /// `invalid_lines`, `would_empty`, `store`.
+    /// `invalid_lines`, `would_empty`, or the store error's kind ([`ErrorKind::as_str`]).
     pub fn code(&self) -> &'static str {
         match self {
             ImportError::TooLarge { .. } => "too_large",
@@ -314,7 +331,7 @@ impl ImportError {
             ImportError::NotUtf8 { .. } => "not_utf8",
             ImportError::Invalid(_) => "invalid_lines",
             ImportError::WouldEmpty { .. } => "would_empty",
-            ImportError::Store(_) => "store",
+            ImportError::Store(e) => e.kind().as_str(),
         }
     }
 }

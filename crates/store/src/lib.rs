@@ -2,7 +2,7 @@
 //! the audit log; import and export of entries.
 //!
 //! The store runs over SQLite (the embedded default; a PostgreSQL backend for fleets will sit
-//! behind the same API — see [`backend`](crate::backend) for how backends plug in). Every
+//! behind the same API — `src/backend/mod.rs` says how backends plug in). Every
 //! change is one transaction that creates one revision and one audit row per changed entry or
 //! tenant; a change waits for another one up to a bounded busy timeout and then fails with
 //! [`StoreError::Busy`]. [`Store::load_policy`] reads everything a snapshot is compiled from in

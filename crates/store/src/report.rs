@@ -10,7 +10,7 @@ use allowgate_types::{Printable, shown};
 use serde::Serialize;
 
 /// Most line ranges one [`Lines`] keeps (its count goes on).
-pub const MAX_RANGES: usize = 1000;
+const MAX_RANGES: usize = 1000;
 /// Most ranges a [`Lines`] shows in its text form.
 const SHOWN_RANGES: usize = 8;
 /// Longest value quoted in a report, in characters.
@@ -40,7 +40,7 @@ impl LineUnit {
 }
 
 /// A set of line numbers, kept as sorted ranges: `line 3`, `lines 1–50 (50 lines)`,
-/// `lines 2, 5–7 (4 lines)`. At most [`MAX_RANGES`] ranges are kept; [`Lines::count`] counts
+/// `lines 2, 5–7 (4 lines)`. At most 1000 ranges are kept; [`Lines::count`] counts
 /// every line all the same.
 ///
 /// ```
