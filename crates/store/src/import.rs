@@ -339,12 +339,15 @@ pub(crate) fn parse_with_progress(
         let line = row.line;
         match build(row, req) {
             Ok((entry, found)) if problems.is_empty() => {
-                if seen.insert((entry.kind(), entry.value.to_string())) {
-                    let value = entry.value.to_string();
-                    warnings.add(line, &value, found.iter().map(warning_finding).collect());
-                    parsed.entries.push(ParsedEntry { line, entry });
-                } else {
+                let key = (entry.kind(), entry.value.to_string());
+                if seen.contains(&key) {
                     parsed.duplicates += 1;
+                } else {
+                    if !found.is_empty() {
+                        warnings.add(line, &key.1, found.iter().map(warning_finding).collect());
+                    }
+                    seen.insert(key);
+                    parsed.entries.push(ParsedEntry { line, entry });
                 }
             }
             Ok(_) => {}

@@ -185,3 +185,24 @@ pub(crate) fn error_kind(error: &dyn DatabaseError) -> Option<ErrorKind> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The shared operations use `$n` placeholders: SQLite (through sqlx) binds them by number,
+    /// not by position, and a number used twice is one value.
+    #[tokio::test]
+    async fn dollar_placeholders_bind_by_number() {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let text: String = sqlx::query_scalar("SELECT $2 || $1 || $2")
+            .bind("a")
+            .bind("b")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(text, "bab");
+        conn.close().await.unwrap();
+    }
+}
