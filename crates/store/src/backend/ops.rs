@@ -395,8 +395,7 @@ impl Ops {
         .bind(at)
         .bind(actor.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
+        .await?;
 
         let mut removed = 0;
         if req.mode == ImportMode::Replace {
@@ -417,8 +416,9 @@ impl Ops {
         let mut inserted: Vec<i64> = Vec::with_capacity(parsed.entries.len());
         let chunks: Vec<_> = parsed.entries.chunks(dialect::ENTRY_CHUNK).collect();
         // Two statements in turn. The database hands the ids over one row at a time; waiting
-        // for each would wake this task once per row. So: wait for the first id (the insert is
-        // done then), build the next statement while the rest arrive, then take them all.
+        // for each would wake this task once per row. So: wait for the first id (SQLite has made
+        // every insert of the statement by then), build the next statement while the rest
+        // arrive, then take them all.
         let mut statements = [QueryBuilder::<Db>::new(""), QueryBuilder::<Db>::new("")];
         if let Some(first) = chunks.first() {
             dialect::insert_entries(&mut statements[0], &shared, first);
@@ -470,7 +470,7 @@ impl Ops {
         let duplicates = parsed.duplicates + (parsed.entries.len() as u64 - added);
 
         let revision = if added == 0 && removed == 0 {
-            tx.rollback().await.map_err(StoreError::from)?;
+            tx.rollback().await?;
             self.revision().await?
         } else {
             let summary = format!(
@@ -482,7 +482,7 @@ impl Ops {
                 .bind(revision)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await.map_err(StoreError::from)?;
+            tx.commit().await?;
             revision
         };
         progress(total, total);
