@@ -3,7 +3,8 @@
 //! The first two input bytes choose the request (format, list, scope, family, mode, flags); the
 //! rest is the file. Properties:
 //! - `parse_import` never panics and never reports a database error;
-//! - a rejected file names at least one bad line, each with a line number ≥ 1;
+//! - a rejected file names at least one bad line, each with a line number ≥ 1, and no problem
+//!   text holds a control character; a file that is not UTF-8 names lines that are not;
 //! - an accepted file yields entries of the requested list, scope and family, each value once,
 //!   and `values == entries + duplicates`;
 //! - export round trip: the accepted entries, exported as CSV and as JSON (and as text when the
@@ -15,7 +16,7 @@ use allowgate_store::import::{
     ImportFamily, ImportFormat, ImportMode, ImportRequest, MAX_IMPORT_ENTRIES, ParsedImport,
     parse_import,
 };
-use allowgate_store::{ImportError, LineError};
+use allowgate_store::{ImportError, ImportProblems};
 use allowgate_types::{
     CheckId, CheckSet, Entry, EntryId, EntryKind, List, NewEntry, Scope, TenantName, parse_time,
 };
@@ -26,16 +27,26 @@ fuzz_target!(|data: &[u8]| {
     let req = request(*a, *b);
     match parse_import(file, &req) {
         Ok(parsed) => accepted(file, &req, &parsed),
-        Err(ImportError::Invalid(errors)) => rejected(file, &errors),
+        Err(ImportError::Invalid(problems)) => rejected(file, &problems),
         Err(ImportError::TooLarge { .. } | ImportError::TooManyEntries { .. }) => {}
-        Err(ImportError::NotUtf8 { line }) => {
+        Err(ImportError::NotUtf8 { lines }) => {
             assert!(
                 std::str::from_utf8(file).is_err(),
                 "NotUtf8 for UTF-8 input"
             );
-            assert!(line >= 1, "NotUtf8 on line 0");
+            assert!(lines.first().is_some_and(|l| l >= 1), "NotUtf8 without a line");
+            for (first, last) in lines.ranges() {
+                let line = file.split(|b| *b == b'\n').nth(first - 1);
+                assert!(
+                    line.is_some_and(|l| std::str::from_utf8(l).is_err()),
+                    "line {first} named as not UTF-8"
+                );
+                assert!(first <= last);
+            }
         }
-        Err(e @ ImportError::Store(_)) => panic!("parse_import touched the store: {e}"),
+        Err(e @ (ImportError::Store(_) | ImportError::WouldEmpty { .. })) => {
+            panic!("parse_import touched the store: {e}")
+        }
     }
 });
 
@@ -84,23 +95,31 @@ fn request(a: u8, b: u8) -> ImportRequest {
         mode,
         force,
         require_auth,
+        allow_empty: false,
     }
 }
 
-fn rejected(file: &[u8], errors: &[LineError]) {
+fn rejected(file: &[u8], problems: &ImportProblems) {
     assert!(
-        !errors.is_empty(),
+        !problems.problems.is_empty() && problems.bad_lines >= 1,
         "an import was rejected without naming a bad line"
     );
     // Text and CSV lines are file lines, JSON "lines" array elements: never more than bytes + 1.
-    for e in errors {
-        assert!(e.line >= 1, "line error on line 0: {e:?}");
+    for p in &problems.problems {
+        let first = p.lines.first().unwrap_or(0);
+        assert!(first >= 1, "problem on line 0: {p:?}");
         assert!(
-            e.line <= file.len() + 1,
-            "line error beyond the end of the file: {e:?}"
+            p.lines.ranges().iter().all(|&(_, last)| last <= file.len() + 1),
+            "problem beyond the end of the file: {p:?}"
         );
-        assert!(!e.reason.is_empty(), "line error without a reason: {e:?}");
+        assert!(!p.message.is_empty(), "problem without a message: {p:?}");
+        let text = p.to_string();
+        assert!(
+            !text.chars().any(char::is_control),
+            "control character in a problem: {text:?}"
+        );
     }
+    assert!(problems.bad_lines >= problems.problems.len().min(1));
 }
 
 fn accepted(file: &[u8], req: &ImportRequest, parsed: &ParsedImport) {
@@ -156,7 +175,10 @@ fn round_trip(req: &ImportRequest, entries: &[NewEntry], out: ExportFormat, back
             created_by: "fuzz".into(),
         })
         .collect();
-    let exported = render(&stored, out);
+    let exported = match render(&stored, out) {
+        Ok(text) => text,
+        Err(e) => panic!("{out} export failed: {e}"),
+    };
     let req = ImportRequest {
         format: back,
         ..req.clone()

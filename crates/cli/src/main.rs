@@ -1,24 +1,34 @@
 //! `allowgate`: manage allow/block/ignore lists and ask what happens to a sender.
 //!
 //! The command-line contract is DESIGN §5: exit code 0 on success, 2 on invalid input (nothing
-//! changed), 1 on other errors.
+//! changed), 1 on other errors. Everything printed on stdout goes through one writer ([`Out`]):
+//! when stdout is a pipe that was closed (`allowgate entry list | head -1`), the command ends
+//! quietly, with the exit code of what it did.
 
-use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::fmt;
+use std::io::{BufWriter, IsTerminal, Read, StdoutLock, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use allowgate_core::{PolicyConfig, Verdict};
 use allowgate_server::evaluate::{EvaluateRequest, InvalidRequest};
 use allowgate_server::policy;
 use allowgate_store::{
-    EntryFilter, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest, Store,
-    StoreError,
+    EntryFilter, ErrorKind, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest,
+    Store, StoreError, StoreOptions,
 };
 use allowgate_types::{
-    CheckSet, Domain, Entry, EntryId, EntryKind, EntrySpec, List, Scope, TenantName, parse_time,
+    Actor, CheckGroup, CheckId, CheckSet, Domain, Entry, EntryId, EntryKind, EntrySpec, List,
+    Printable, Scope, TenantName, parse_time,
 };
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Largest message `check --message` reads (a file or stdin).
+const MAX_MESSAGE_BYTES: u64 = 10 * 1024 * 1024;
+/// Longest `--busy-timeout`.
+const MAX_BUSY_TIMEOUT_S: f64 = 3600.0;
 
 #[derive(Parser)]
 #[command(
@@ -27,17 +37,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Sender allow/block/ignore lists for an e-mail security gateway"
 )]
 struct Cli {
-    /// Database: sqlite://FILE (the embedded default) or postgres://…
+    /// Database URL: sqlite://FILE (created if missing) or sqlite::memory:. PostgreSQL support
+    /// comes in a later release.
     #[arg(
         long,
         global = true,
         env = "ALLOWGATE_DB",
+        hide_env_values = true,
         default_value = "sqlite://allowgate.db"
     )]
     db: String,
-    /// Who makes the change, for the audit log (default: $USER).
+    /// Who makes the change, for the audit log (default: $USER; at most 128 characters, no
+    /// control characters).
     #[arg(long, global = true, env = "ALLOWGATE_ACTOR")]
     actor: Option<String>,
+    /// How long a change waits for another change to finish, in seconds, before it gives up.
+    #[arg(long, global = true, env = "ALLOWGATE_BUSY_TIMEOUT", value_name = "SECONDS",
+          default_value = "10", value_parser = parse_busy_timeout)]
+    busy_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +68,7 @@ enum Command {
     #[command(subcommand)]
     Entry(EntryCommand),
     /// Import a list from a text, CSV or JSON file (all or nothing).
+    #[command(after_help = bypass_help())]
     Import(ImportArgs),
     /// Export entries as text, CSV or JSON.
     Export(ExportArgs),
@@ -58,6 +76,21 @@ enum Command {
     Check(CheckArgs),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+}
+
+impl Command {
+    /// Whether the command changes the configuration (its refusals then say that nothing was
+    /// changed).
+    fn changes(&self) -> bool {
+        match self {
+            Command::Tenant(TenantCommand::List { .. })
+            | Command::Entry(EntryCommand::List { .. })
+            | Command::Export(_)
+            | Command::Check(_)
+            | Command::Audit(_) => false,
+            Command::Tenant(_) | Command::Entry(_) | Command::Import(_) => true,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -76,13 +109,45 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a tenant more recipient domains, or take one away.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Remove a tenant and its domains. A tenant that still has entries is only removed with
+    /// --with-entries, which removes them too (each one audited).
+    Rm {
+        /// The tenant.
+        name: TenantName,
+        /// Remove the tenant's entries with it.
+        #[arg(long)]
+        with_entries: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Add recipient domains to a tenant: `tenant domain add acme acme.net acme.org`.
+    Add {
+        /// The tenant.
+        name: TenantName,
+        /// The domains (none may belong to a tenant yet).
+        #[arg(required = true)]
+        domains: Vec<Domain>,
+    },
+    /// Take a recipient domain away from a tenant: `tenant domain rm acme acme.net`.
+    Rm {
+        /// The tenant.
+        name: TenantName,
+        /// The domain.
+        domain: Domain,
+    },
 }
 
 #[derive(Subcommand)]
 enum EntryCommand {
     /// Add one entry.
+    #[command(after_help = bypass_help())]
     Add(AddArgs),
-    /// List entries.
+    /// List entries (expired and not yet active ones are marked).
     List {
         #[command(flatten)]
         filter: FilterArgs,
@@ -95,6 +160,39 @@ enum EntryCommand {
         /// The entry id (`12` or `#12`).
         id: String,
     },
+}
+
+/// The text after `entry add --help` and `import --help`: what `--bypass` accepts, from the
+/// check ids and groups themselves.
+fn bypass_help() -> String {
+    let mut text =
+        String::from("Checks for --bypass (comma-separated check ids, group names, or `all`):\n");
+    let width = CheckGroup::ALL
+        .iter()
+        .map(|g| g.id().len())
+        .max()
+        .unwrap_or(0);
+    for group in CheckGroup::ALL {
+        let ids: Vec<&str> = group.checks().iter().map(CheckId::id).collect();
+        text.push_str(&format!(
+            "  {:width$}  {} ({})\n",
+            group.id(),
+            ids.join(", "),
+            group.label()
+        ));
+    }
+    text.push_str(&format!(
+        "  {:width$}  every check the deployment can bypass\n\n",
+        "all"
+    ));
+    text.push_str(&format!(
+        "Bypassing `{malware}` (by name, through `{group}` or through `all`) needs --force: \
+         infected files may be delivered.\n\
+         The values `*` and `*@*` are refused, even with --force.",
+        malware = CheckId::Malware.id(),
+        group = CheckId::Malware.group().id(),
+    ));
+    text
 }
 
 #[derive(Args)]
@@ -111,7 +209,7 @@ struct AddArgs {
     /// `global` (every tenant, the default) or a tenant name.
     #[arg(long, default_value = "global")]
     scope: Scope,
-    /// Checks this sender may bypass (allow entries): ids, group names or `all`.
+    /// Checks this sender may bypass (allow entries): ids, group names or `all` (listed below).
     #[arg(long)]
     bypass: Option<CheckSet>,
     /// A comment (at most 128 characters).
@@ -193,7 +291,8 @@ impl FormatArg {
 
 #[derive(Args)]
 struct ImportArgs {
-    /// The file (text: one value per line or separated by `,`/`;`, `value # comment`; .csv; .json).
+    /// The file (text: one value per line or separated by `,`/`;`, `value # comment`, the
+    /// section headers of a text export; .csv; .json).
     file: PathBuf,
     /// The list the entries go on.
     #[arg(long)]
@@ -202,7 +301,7 @@ struct ImportArgs {
     /// or one entry kind.
     #[arg(long = "type")]
     family: FamilyArg,
-    /// Checks bypassed by every entry (allow lists).
+    /// Checks bypassed by every entry (allow lists; listed below).
     #[arg(long)]
     bypass: Option<CheckSet>,
     /// `global` or a tenant name.
@@ -211,6 +310,9 @@ struct ImportArgs {
     /// Replace the existing entries of this list, scope and type instead of merging.
     #[arg(long)]
     replace: bool,
+    /// With --replace: a file without entries may empty the list (refused otherwise).
+    #[arg(long, requires = "replace")]
+    allow_empty: bool,
     /// File format (default: from the extension; text otherwise).
     #[arg(long)]
     format: Option<FormatArg>,
@@ -220,7 +322,7 @@ struct ImportArgs {
     /// Accept over-broad values and bypassing malware.
     #[arg(long)]
     force: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON (also when the import is refused: `{"error": …}`).
     #[arg(long)]
     json: bool,
 }
@@ -307,9 +409,26 @@ fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     parse_time(s).map_err(|e| e.to_string())
 }
 
-/// Why a command failed: invalid input (exit 2, nothing changed) or anything else (exit 1).
+fn parse_busy_timeout(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{}` is not a number of seconds", Printable(s)))?;
+    if !(0.0..=MAX_BUSY_TIMEOUT_S).contains(&seconds) {
+        return Err(format!(
+            "the busy timeout must be between 0 and {MAX_BUSY_TIMEOUT_S} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Why a command failed: invalid input (exit 2, nothing changed), stdout closed under us (exit
+/// 0 when the command did what it was asked: nothing more to say), or anything else (exit 1).
 enum Failure {
+    /// Messages, each possibly of several lines.
     Invalid(Vec<String>),
+    /// stdout is a pipe whose reader has gone.
+    StdoutClosed,
     Other(anyhow::Error),
 }
 
@@ -321,13 +440,25 @@ impl From<anyhow::Error> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        match e.kind() {
+            ErrorKind::InvalidInput | ErrorKind::Conflict | ErrorKind::NotFound => {
+                Failure::Invalid(vec![e.to_string()])
+            }
+            // "another change is in progress; retry …" says it all; the database's own words
+            // ("database is locked") would only confuse.
+            ErrorKind::Busy => Failure::Other(anyhow::anyhow!("{e}")),
+            ErrorKind::Unavailable | ErrorKind::Corrupt | ErrorKind::Internal => {
+                Failure::Other(anyhow::Error::new(e))
+            }
+        }
+    }
+}
+
+impl From<ImportError> for Failure {
+    fn from(e: ImportError) -> Self {
         match e {
-            StoreError::Duplicate { .. }
-            | StoreError::NotFound { .. }
-            | StoreError::UnknownTenant { .. }
-            | StoreError::TenantExists { .. }
-            | StoreError::DomainTaken { .. } => Failure::Invalid(vec![e.to_string()]),
-            other => Failure::Other(anyhow::Error::new(other)),
+            ImportError::Store(e) => e.into(),
+            other => Failure::Invalid(vec![other.to_string()]),
         }
     }
 }
@@ -336,72 +467,172 @@ fn invalid(message: impl Into<String>) -> Failure {
     Failure::Invalid(vec![message.into()])
 }
 
+/// stdout, buffered. Every write goes through [`Out::line`]/[`Out::text`]: a closed pipe
+/// becomes [`Failure::StdoutClosed`] instead of a panic.
+struct Out {
+    writer: BufWriter<StdoutLock<'static>>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            writer: BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    /// Write a line.
+    fn line(&mut self, args: fmt::Arguments<'_>) -> Result<(), Failure> {
+        let written = self
+            .writer
+            .write_fmt(args)
+            .and_then(|()| self.writer.write_all(b"\n"));
+        written.map_err(stdout_error)
+    }
+
+    /// Write text as it is.
+    fn text(&mut self, text: &str) -> Result<(), Failure> {
+        self.writer.write_all(text.as_bytes()).map_err(stdout_error)
+    }
+
+    fn flush(&mut self) -> Result<(), Failure> {
+        self.writer.flush().map_err(stdout_error)
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::StdoutClosed
+    } else {
+        Failure::Other(anyhow::anyhow!("cannot write to stdout: {e}"))
+    }
+}
+
+/// `outln!(out, "format", args…)`: one line on stdout through [`Out`], `?` on failure.
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {
+        $out.line(format_args!($($arg)*))?
+    };
+}
+
+/// A line on stderr; a closed stderr is ignored (there is nowhere left to complain).
+fn err_line(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// `warning: …` on stderr.
+fn warn(args: fmt::Arguments<'_>) {
+    err_line(format_args!("warning: {args}"));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let changes = cli.command.changes();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            err_line(format_args!("error: cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut out = Out::new();
+    let result = runtime
+        .block_on(run(cli, &mut out))
+        .and_then(|()| out.flush());
+    match result {
+        Ok(()) | Err(Failure::StdoutClosed) => ExitCode::SUCCESS,
         Err(Failure::Invalid(messages)) => {
             for m in messages {
-                eprintln!("error: {m}");
+                print_error(&m);
             }
-            eprintln!("nothing was changed");
+            if changes {
+                err_line(format_args!("nothing was changed"));
+            }
             ExitCode::from(2)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e:#}");
+            print_error(&format!("{e:#}"));
             ExitCode::from(1)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
-    let actor = cli
+/// `error: …` on stderr, each line printable (a value with ESC or CR cannot reach the
+/// terminal), the lines after the first as they are indented.
+fn print_error(message: &str) {
+    for (i, line) in message.lines().enumerate() {
+        if i == 0 {
+            err_line(format_args!("error: {}", Printable(line)));
+        } else {
+            err_line(format_args!("{}", Printable(line)));
+        }
+    }
+}
+
+/// The audit actor: `cli:` and `--actor` (or $USER), validated.
+fn actor(cli: &Cli) -> Result<Actor, Failure> {
+    let name = cli
         .actor
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let actor = format!("cli:{actor}");
-    let store = Store::open(&cli.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", cli.db))?;
-    let result = match cli.command {
-        Command::Tenant(cmd) => tenant(&store, cmd, &actor).await,
-        Command::Entry(EntryCommand::Add(args)) => entry_add(&store, args, &actor).await,
-        Command::Entry(EntryCommand::List { filter, json }) => {
-            entry_list(&store, filter.filter(), json).await
+    Actor::parse(&format!("cli:{name}")).map_err(|e| invalid(format!("--actor: {e}")))
+}
+
+async fn run(cli: Cli, out: &mut Out) -> Result<(), Failure> {
+    let actor = actor(&cli)?;
+    let options = StoreOptions {
+        busy_timeout: cli.busy_timeout,
+    };
+    let store = Store::open_with(&cli.db, &options).await.map_err(|e| {
+        let shown = allowgate_store::redact_url(&cli.db);
+        match Failure::from(e) {
+            Failure::Other(e) => Failure::Other(e.context(format!("cannot open {shown}"))),
+            other => other,
         }
-        Command::Entry(EntryCommand::Rm { id }) => entry_rm(&store, &id, &actor).await,
-        Command::Import(args) => import(&store, args, &actor).await,
-        Command::Export(args) => export(&store, args).await,
-        Command::Check(args) => check(&store, args).await,
-        Command::Audit(args) => audit(&store, args).await,
+    })?;
+    let result = match cli.command {
+        Command::Tenant(cmd) => tenant(&store, cmd, &actor, out).await,
+        Command::Entry(EntryCommand::Add(args)) => entry_add(&store, args, &actor, out).await,
+        Command::Entry(EntryCommand::List { filter, json }) => {
+            entry_list(&store, filter.filter(), json, out).await
+        }
+        Command::Entry(EntryCommand::Rm { id }) => entry_rm(&store, &id, &actor, out).await,
+        Command::Import(args) => import(&store, args, &actor, out).await,
+        Command::Export(args) => export(&store, args, out).await,
+        Command::Check(args) => check(&store, args, out).await,
+        Command::Audit(args) => audit(&store, args, out).await,
     };
     store.close().await;
     result
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+fn print_json(out: &mut Out, value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(anyhow::Error::new)?;
-    println!("{text}");
+    outln!(out, "{text}");
     Ok(())
 }
 
-async fn tenant(store: &Store, cmd: TenantCommand, actor: &str) -> Result<(), Failure> {
+fn domain_list(domains: &[Domain]) -> String {
+    domains
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn tenant(
+    store: &Store,
+    cmd: TenantCommand,
+    actor: &Actor,
+    out: &mut Out,
+) -> Result<(), Failure> {
     match cmd {
         TenantCommand::Add { name, domains } => {
             let t = store.add_tenant(&name, &domains, actor).await?;
-            let domains: Vec<String> = t.domains.iter().map(ToString::to_string).collect();
-            println!("added tenant {} ({})", t.name, domains.join(", "));
+            outln!(out, "added tenant {} ({})", t.name, domain_list(&t.domains));
         }
         TenantCommand::List { json } => {
             let tenants = store.tenants().await?;
@@ -410,18 +641,51 @@ async fn tenant(store: &Store, cmd: TenantCommand, actor: &str) -> Result<(), Fa
                     .iter()
                     .map(|t| serde_json::json!({ "name": t.name, "domains": t.domains }))
                     .collect();
-                return print_json(&v);
+                return print_json(out, &v);
             }
             for t in tenants {
                 let domains: Vec<String> = t.domains.iter().map(ToString::to_string).collect();
-                println!("{}\t{}", t.name, domains.join(","));
+                outln!(out, "{}\t{}", t.name, domains.join(","));
             }
+        }
+        TenantCommand::Domain(DomainCommand::Add { name, domains }) => {
+            let t = store.add_tenant_domains(&name, &domains, actor).await?;
+            outln!(
+                out,
+                "tenant {} now owns {}",
+                t.name,
+                domain_list(&t.domains)
+            );
+        }
+        TenantCommand::Domain(DomainCommand::Rm { name, domain }) => {
+            let t = store.remove_tenant_domain(&name, &domain, actor).await?;
+            outln!(
+                out,
+                "removed {domain} from tenant {}; it owns {}",
+                t.name,
+                if t.domains.is_empty() {
+                    "no domains".to_string()
+                } else {
+                    domain_list(&t.domains)
+                }
+            );
+        }
+        TenantCommand::Rm { name, with_entries } => {
+            let removed = store.remove_tenant(&name, with_entries, actor).await?;
+            outln!(
+                out,
+                "removed tenant {} ({}) and {} entries; revision {}",
+                removed.tenant.name,
+                domain_list(&removed.tenant.domains),
+                removed.entries_removed,
+                removed.revision
+            );
         }
     }
     Ok(())
 }
 
-async fn entry_add(store: &Store, a: AddArgs, actor: &str) -> Result<(), Failure> {
+async fn entry_add(store: &Store, a: AddArgs, actor: &Actor, out: &mut Out) -> Result<(), Failure> {
     let spec = EntrySpec {
         list: Some(a.list),
         scope: a.scope,
@@ -440,17 +704,23 @@ async fn entry_add(store: &Store, a: AddArgs, actor: &str) -> Result<(), Failure
         .validate()
         .map_err(|errs| Failure::Invalid(errs.iter().map(ToString::to_string).collect()))?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        warn(format_args!("{w}"));
     }
     let entry = store.add_entry(&new, actor).await?;
     if a.json {
-        return print_json(&allowgate_store::entry_to_json(&entry));
+        return print_json(out, &allowgate_store::entry_to_json(&entry)?);
     }
-    println!("added entry {}: {}", entry.id, describe(&entry));
+    outln!(
+        out,
+        "added entry {}: {}",
+        entry.id,
+        describe(&entry, Utc::now())
+    );
     Ok(())
 }
 
-fn describe(e: &Entry) -> String {
+/// An entry in one line, marked `expired` or `not yet active` at `now`.
+fn describe(e: &Entry, now: DateTime<Utc>) -> String {
     let n = &e.entry;
     let mut s = format!("{} {} {} [{}]", n.list, n.kind(), n.value, n.scope);
     if n.list == List::Allow {
@@ -465,6 +735,11 @@ fn describe(e: &Entry) -> String {
     if !n.enabled {
         s.push_str(" disabled");
     }
+    if n.expires_at.is_some_and(|t| t <= now) {
+        s.push_str(" expired");
+    } else if n.starts_at.is_some_and(|t| t > now) {
+        s.push_str(" not-yet-active");
+    }
     if let Some(t) = n.starts_at {
         s.push_str(&format!(" starts={}", t.to_rfc3339()));
     }
@@ -472,47 +747,125 @@ fn describe(e: &Entry) -> String {
         s.push_str(&format!(" expires={}", t.to_rfc3339()));
     }
     if let Some(c) = &n.comment {
-        s.push_str(&format!(" # {c}"));
+        s.push_str(&format!(" # {}", Printable(c.as_str())));
     }
     s
 }
 
-async fn entry_list(store: &Store, filter: EntryFilter, json: bool) -> Result<(), Failure> {
+async fn entry_list(
+    store: &Store,
+    filter: EntryFilter,
+    json: bool,
+    out: &mut Out,
+) -> Result<(), Failure> {
     let entries = store.entries(&filter).await?;
     if json {
-        let v: Vec<serde_json::Value> =
-            entries.iter().map(allowgate_store::entry_to_json).collect();
-        return print_json(&v);
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(allowgate_store::entry_to_json)
+            .collect::<Result<_, _>>()?;
+        return print_json(out, &v);
     }
-    let mut out = std::io::stdout().lock();
+    let now = Utc::now();
     for e in &entries {
-        writeln!(out, "{}\t{}", e.id, describe(e)).map_err(anyhow::Error::new)?;
+        outln!(out, "{}\t{}", e.id, describe(e, now));
     }
     Ok(())
 }
 
-async fn entry_rm(store: &Store, id: &str, actor: &str) -> Result<(), Failure> {
-    let n: i64 = id
-        .trim()
-        .trim_start_matches('#')
-        .parse()
-        .map_err(|_| invalid(format!("`{id}` is not an entry id (a number such as 12)")))?;
+async fn entry_rm(store: &Store, id: &str, actor: &Actor, out: &mut Out) -> Result<(), Failure> {
+    let n: i64 = id.trim().trim_start_matches('#').parse().map_err(|_| {
+        invalid(format!(
+            "`{}` is not an entry id (a number such as 12)",
+            allowgate_types::shown(id, 40)
+        ))
+    })?;
     let removed = store.remove_entry(EntryId(n), actor).await?;
-    println!("removed entry {}: {}", removed.id, describe(&removed));
+    outln!(
+        out,
+        "removed entry {}: {}",
+        removed.id,
+        describe(&removed, Utc::now())
+    );
     Ok(())
 }
 
-async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure> {
-    let file = std::fs::File::open(&a.file)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", a.file.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > allowgate_store::import::MAX_IMPORT_BYTES as u64 {
-        return Err(invalid(ImportError::TooLarge { bytes: size }.to_string()));
+async fn import(store: &Store, a: ImportArgs, actor: &Actor, out: &mut Out) -> Result<(), Failure> {
+    let json = a.json;
+    let file = a.file.clone();
+    match import_file(store, a, actor, out).await {
+        Ok(()) => Ok(()),
+        Err(ImportFailure::Refused(e)) => {
+            if json {
+                // The report goes to stdout even so (a closed stdout changes nothing about the
+                // refusal, so its error is not ours to report).
+                let _ = print_json(out, &serde_json::json!({ "error": &e }));
+            }
+            Err(refusal(&file, e))
+        }
+        Err(ImportFailure::Other(failure)) => {
+            if json && let Failure::Other(e) = &failure {
+                let error = serde_json::json!({
+                    "error": { "code": "error", "message": format!("{e:#}") }
+                });
+                let _ = print_json(out, &error);
+            }
+            Err(failure)
+        }
     }
-    let mut data = Vec::with_capacity(size as usize);
-    file.take(allowgate_store::import::MAX_IMPORT_BYTES as u64 + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+}
+
+/// What a refused import tells the user: the file, how many lines are bad, each problem once.
+fn refusal(file: &Path, e: ImportError) -> Failure {
+    match e {
+        ImportError::Invalid(problems) => {
+            let noun = match (problems.unit, problems.bad_lines) {
+                (allowgate_store::LineUnit::Element, 1) => "JSON array element",
+                (allowgate_store::LineUnit::Element, _) => "JSON array elements",
+                (_, 1) => "line",
+                _ => "lines",
+            };
+            let mut text = format!(
+                "{}: {} invalid {noun}; the import was refused:",
+                file.display(),
+                problems.bad_lines
+            );
+            for p in &problems.problems {
+                text.push_str("\n  ");
+                text.push_str(&p.describe(problems.unit));
+            }
+            if problems.unlisted > 0 {
+                text.push_str(&format!(
+                    "\n  … and {} more problems, not listed",
+                    problems.unlisted
+                ));
+            }
+            Failure::Invalid(vec![text])
+        }
+        other => other.into(),
+    }
+}
+
+/// Why `import` did not import: the file or the store refused it (with a report), or
+/// something else went wrong.
+enum ImportFailure {
+    Refused(ImportError),
+    Other(Failure),
+}
+
+impl From<Failure> for ImportFailure {
+    fn from(f: Failure) -> Self {
+        ImportFailure::Other(f)
+    }
+}
+
+async fn import_file(
+    store: &Store,
+    a: ImportArgs,
+    actor: &Actor,
+    out: &mut Out,
+) -> Result<(), ImportFailure> {
+    let data = read_import_file(&a.file)?;
     let format = a
         .format
         .map_or_else(|| ImportFormat::from_path(&a.file), FormatArg::format);
@@ -525,6 +878,7 @@ async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure
     } else {
         ImportMode::Merge
     };
+    req.allow_empty = a.allow_empty;
     req.force = a.force;
     req.require_auth = a.require_auth;
     let bar = (std::io::stderr().is_terminal() && data.len() > 64 * 1024).then(|| {
@@ -546,50 +900,49 @@ async fn import(store: &Store, a: ImportArgs, actor: &str) -> Result<(), Failure
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let report = match result {
-        Ok(r) => r,
-        Err(ImportError::Invalid(lines)) => {
-            let mut messages = vec![format!(
-                "{}: {} invalid line(s); the import was refused:",
-                a.file.display(),
-                lines.len()
-            )];
-            messages.extend(lines.iter().map(|l| format!("  {l}")));
-            return Err(Failure::Invalid(messages));
-        }
-        Err(ImportError::Store(e)) => return Err(e.into()),
-        Err(
-            e @ (ImportError::TooLarge { .. }
-            | ImportError::TooManyEntries { .. }
-            | ImportError::NotUtf8 { .. }),
-        ) => {
-            return Err(invalid(e.to_string()));
-        }
-        #[allow(unreachable_patterns)]
-        Err(e) => return Err(Failure::Other(anyhow::Error::new(e))),
-    };
+    let report = result.map_err(ImportFailure::Refused)?;
     if a.json {
-        return print_json(&report);
+        return Ok(print_json(out, &report)?);
     }
-    for (line, w) in &report.warnings {
-        eprintln!("warning: line {line}: {w}");
+    for w in &report.warnings {
+        warn(format_args!("{w}"));
     }
-    println!(
+    outln!(
+        out,
         "imported {} entries ({} duplicates ignored, {} removed); revision {}",
-        report.added, report.duplicates, report.removed, report.revision
+        report.added,
+        report.duplicates,
+        report.removed,
+        report.revision
     );
     Ok(())
 }
 
-async fn export(store: &Store, a: ExportArgs) -> Result<(), Failure> {
-    let format = a.format.format();
-    let text = store.export(&a.filter.filter(), format).await?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).map_err(anyhow::Error::new)?;
-    Ok(())
+/// Read an import file, at most the import cap (a larger one is refused unread).
+fn read_import_file(path: &Path) -> Result<Vec<u8>, ImportFailure> {
+    let max = allowgate_store::import::MAX_IMPORT_BYTES as u64;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot open {}: {e}", path.display())))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > max {
+        return Err(ImportFailure::Refused(ImportError::TooLarge {
+            bytes: size,
+        }));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    Ok(data)
 }
 
-async fn audit(store: &Store, a: AuditArgs) -> Result<(), Failure> {
+async fn export(store: &Store, a: ExportArgs, out: &mut Out) -> Result<(), Failure> {
+    let format = a.format.format();
+    let text = store.export(&a.filter.filter(), format).await?;
+    out.text(&text)
+}
+
+async fn audit(store: &Store, a: AuditArgs, out: &mut Out) -> Result<(), Failure> {
     let records = store.audit(a.limit).await?;
     if a.json {
         let v: Vec<serde_json::Value> = records
@@ -602,24 +955,52 @@ async fn audit(store: &Store, a: AuditArgs) -> Result<(), Failure> {
                 })
             })
             .collect();
-        return print_json(&v);
+        return print_json(out, &v);
     }
     for r in records {
         let id = r.object_id.map(|i| format!(" #{i}")).unwrap_or_default();
-        println!(
+        // Stored text is shown escaped: an old row cannot forge lines or move the cursor.
+        outln!(
+            out,
             "{}\trev {}\t{}\t{} {}{}",
             r.at.to_rfc3339(),
             r.revision,
-            r.actor,
-            r.action,
-            r.object,
+            Printable(&r.actor),
+            Printable(&r.action),
+            Printable(&r.object),
             id
         );
     }
     Ok(())
 }
 
-async fn check(store: &Store, a: CheckArgs) -> Result<(), Failure> {
+/// A message for `check --message`: a file, or stdin for `-`; at most 10 MiB.
+fn read_message(path: &Path) -> Result<Vec<u8>, Failure> {
+    let mut raw = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_MESSAGE_BYTES + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| anyhow::anyhow!("cannot read the message from stdin: {e}"))
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        file.take(MAX_MESSAGE_BYTES + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    };
+    read?;
+    if raw.len() as u64 > MAX_MESSAGE_BYTES {
+        return Err(invalid(format!(
+            "--message: the message is larger than {} MiB",
+            MAX_MESSAGE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(raw)
+}
+
+async fn check(store: &Store, a: CheckArgs, out: &mut Out) -> Result<(), Failure> {
     let raw_message = match &a.message {
         None => None,
         Some(path) => Some(read_message(path)?),
@@ -639,17 +1020,19 @@ async fn check(store: &Store, a: CheckArgs) -> Result<(), Failure> {
     // Refuse a bad request before reading the whole policy.
     request.context(Utc::now()).map_err(invalid_request)?;
     let loaded = policy::load(store, &PolicyConfig::default(), &Default::default()).await?;
+    for e in &loaded.unreadable {
+        warn(format_args!("{e}; left out"));
+    }
     for w in &loaded.warnings {
-        eprintln!("warning: entry {}: {}", w.entry, w.message);
+        warn(format_args!("entry {}: {}", w.entry, w.message));
     }
     let verdict = request
         .evaluate(&loaded.snapshot, Utc::now())
         .map_err(invalid_request)?;
     if a.json {
-        return print_json(&verdict);
+        return print_json(out, &verdict);
     }
-    print_verdict(&verdict);
-    Ok(())
+    print_verdict(out, &verdict)
 }
 
 /// The flags behind a request's invalid fields: `rcpt[1]` → `--rcpt` (the 2nd).
@@ -674,60 +1057,46 @@ fn invalid_request(e: InvalidRequest) -> Failure {
     )
 }
 
-/// A message file, or standard input for `-`, at most one byte over the cap (so that an
-/// over-large message is refused, not cut).
-fn read_message(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
-    let cap = allowgate_server::evaluate::MAX_MESSAGE_BYTES as u64 + 1;
-    let mut raw = Vec::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().lock().take(cap).read_to_end(&mut raw)
-    } else {
-        let file = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        file.take(cap).read_to_end(&mut raw)
-    };
-    read.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    Ok(raw)
-}
-
-fn print_verdict(v: &Verdict) {
+fn print_verdict(out: &mut Out, v: &Verdict) -> Result<(), Failure> {
     let ids = |ids: &[EntryId]| {
         ids.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("{}", v.reason());
-    println!("action:     {} ({})", v.action, v.status);
+    outln!(out, "{}", v.reason());
+    outln!(out, "action:     {} ({})", v.action, v.status);
     let tenants: Vec<String> = v
         .tenants
         .iter()
         .map(|t| t.as_ref().map_or("(no tenant)".into(), ToString::to_string))
         .collect();
-    println!("tenant:     {}", tenants.join(", "));
-    println!(
+    outln!(out, "tenant:     {}", tenants.join(", "));
+    outln!(
+        out,
         "client ip:  {} (connecting {})",
-        v.client_ip, v.connecting_ip
+        v.client_ip,
+        v.connecting_ip
     );
     match (&v.sender, v.sender_source) {
-        (Some(s), Some(src)) => println!("sender:     {s} (from {src})"),
-        _ => println!("sender:     (none)"),
+        (Some(s), Some(src)) => outln!(out, "sender:     {s} (from {src})"),
+        _ => outln!(out, "sender:     (none)"),
     }
     if v.bypassed.is_empty() {
-        println!("bypassed:   (nothing)");
+        outln!(out, "bypassed:   (nothing)");
     } else {
         let parts: Vec<String> = v
             .bypassed_by
             .iter()
             .map(|(c, e)| format!("{c} by {}", ids(e)))
             .collect();
-        println!("bypassed:   {}", parts.join("; "));
+        outln!(out, "bypassed:   {}", parts.join("; "));
     }
     if !v.blocked_by.is_empty() {
-        println!("blocked by: {}", ids(&v.blocked_by));
+        outln!(out, "blocked by: {}", ids(&v.blocked_by));
     }
     if !v.matched.is_empty() {
-        println!("matched:");
+        outln!(out, "matched:");
         for m in &v.matched {
             let mut line = format!(
                 "  {} {} {} {} [{}] on {}",
@@ -739,21 +1108,22 @@ fn print_verdict(v: &Verdict) {
             if let Some(n) = &m.note {
                 line.push_str(&format!(" ({n})"));
             }
-            println!("{line}");
+            outln!(out, "{line}");
         }
     }
     if v.recipients.len() > 1 {
-        println!("recipients:");
+        outln!(out, "recipients:");
         for r in &v.recipients {
-            println!("  {} → {} ({})", r.address, r.action, r.status);
+            outln!(out, "  {} → {} ({})", r.address, r.action, r.status);
         }
     }
     let checks: Vec<String> = v.checks.iter().map(|(c, o)| format!("{c}={o}")).collect();
-    println!("checks:     {}", checks.join(" "));
+    outln!(out, "checks:     {}", checks.join(" "));
     for (c, reason) in &v.check_reasons {
-        println!("  {c}: {reason}");
+        outln!(out, "  {c}: {reason}");
     }
     for n in &v.notes {
-        println!("note:       {n}");
+        outln!(out, "note:       {n}");
     }
+    Ok(())
 }

@@ -32,15 +32,25 @@ impl Gate {
         p
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_allowgate"))
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    /// The command for `args`, on this gate's database, not yet run.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_allowgate"));
+        command
             .arg("--db")
-            .arg(format!("sqlite://{}", self.db_path().display()))
+            .arg(self.url())
             .args(args)
             .env("ALLOWGATE_ACTOR", "test")
             .env_remove("ALLOWGATE_DB")
-            .output()
-            .unwrap()
+            .env_remove("ALLOWGATE_BUSY_TIMEOUT");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     /// Run and expect exit code `code`; returns stdout.
@@ -692,4 +702,680 @@ fn human_check_output_explains_itself() {
     let out = g.ok(&["check", "--ip", "192.0.2.5", "--rcpt", "b@example.net"]);
     assert!(out.starts_with("Clean: exempted by entry #1\n"), "{out}");
     assert!(out.contains("spf by #1"), "{out}");
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Regression: a newline in --actor forged extra `audit` lines; a 100 kB actor was accepted.
+#[test]
+fn an_actor_with_a_newline_or_of_100_kb_is_refused() {
+    let g = Gate::new();
+    let forged = "mallory\n2026-01-01T00:00:00+00:00\trev 99\tcli:root\tadd entry #1";
+    let huge = "x".repeat(100_000);
+    for actor in [forged, huge.as_str()] {
+        let out = g.run(&[
+            "--actor",
+            actor,
+            "tenant",
+            "add",
+            "acme",
+            "--domain",
+            "acme.test",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("--actor") && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(
+            err.len() < 1000,
+            "the refusal repeats the whole actor: {} bytes",
+            err.len()
+        );
+    }
+    assert_eq!(g.ok(&["audit"]), "");
+    g.ok(&[
+        "--actor",
+        "alice",
+        "tenant",
+        "add",
+        "acme",
+        "--domain",
+        "acme.test",
+    ]);
+    let audit = g.ok(&["audit"]);
+    assert_eq!(audit.lines().count(), 1, "{audit}");
+    assert!(audit.contains("\tcli:alice\tadd tenant"), "{audit}");
+}
+
+/// Stored text the audit log prints (an old row, or one written by another tool) is escaped.
+#[test]
+fn audit_output_escapes_what_it_prints() {
+    let g = Gate::new();
+    g.ok(&["tenant", "add", "acme", "--domain", "acme.test"]);
+    let url = g.url();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "UPDATE audit SET actor = 'cli:eve' || char(27) || '[2J' || char(10) || 'forged'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let audit = g.ok(&["audit"]);
+    assert_eq!(audit.lines().count(), 1, "{audit:?}");
+    assert!(!audit.contains('\u{1b}'), "{audit:?}");
+    assert!(audit.contains(r"cli:eve\u{1b}[2J\nforged"), "{audit:?}");
+}
+
+/// Regression: `import --json` printed nothing on stdout when the import was refused.
+#[test]
+fn import_json_prints_the_report_with_every_error_when_refused() {
+    let g = Gate::new();
+    let mut text: String = (0..1500)
+        .map(|i| format!("10.{}.{}.300\n", i / 256, i % 256))
+        .collect();
+    text.push_str("192.0.2.1\n");
+    let file = g.write("bad.txt", &text);
+    let out = g.run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "block",
+        "--type",
+        "server",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = &report["error"];
+    assert_eq!(error["code"], "invalid_lines");
+    // Every bad line is counted, though the listing stops at 1000.
+    assert_eq!(error["invalid_lines"], 1500);
+    assert_eq!(error["problems"].as_array().unwrap().len(), 1000);
+    assert_eq!(error["unlisted"], 500);
+    assert_eq!(error["problems"][0]["lines"], serde_json::json!([[1, 1]]));
+    assert_eq!(error["problems"][0]["value"], "10.0.0.300");
+    assert!(
+        stderr(&out).contains("1500 invalid lines"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(g.ok(&["entry", "list"]), "");
+
+    // A replace that would empty the list: refused with its report too.
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+    ]);
+    let empty = g.write("empty.txt", "# nothing\n");
+    let out = g.run(&[
+        "import",
+        empty.to_str().unwrap(),
+        "--list",
+        "block",
+        "--type",
+        "server",
+        "--replace",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "would_empty");
+}
+
+/// Regression: `import --replace` of an empty or comments-only file emptied the list, exit 0.
+#[test]
+fn import_replace_of_an_empty_file_needs_allow_empty() {
+    let g = Gate::new();
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+    ]);
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "host",
+        "--value",
+        "mx.bad.test",
+    ]);
+    let before = g.ok(&["entry", "list"]);
+    for (name, contents) in [("empty.txt", ""), ("comments.txt", "# to do\n\n# later\n")] {
+        let file = g.write(name, contents);
+        let out = g.run(&[
+            "import",
+            file.to_str().unwrap(),
+            "--list",
+            "block",
+            "--type",
+            "server",
+            "--replace",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("remove all 2")
+                && err.contains("--allow-empty")
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert_eq!(g.ok(&["entry", "list"]), before);
+    }
+    let file = g.write("empty.txt", "");
+    let out = g.ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "block",
+        "--type",
+        "server",
+        "--replace",
+        "--allow-empty",
+    ]);
+    assert!(out.contains("2 removed"), "{out}");
+    assert_eq!(g.ok(&["entry", "list"]), "");
+}
+
+/// Regression: one mistake (no --bypass for an allow list) printed fifty messages.
+#[test]
+fn one_mistake_in_an_import_is_reported_once_with_its_lines() {
+    let g = Gate::new();
+    let mut text: String = (1..=50).map(|i| format!("192.0.2.{i}\n")).collect();
+    text.push_str("bad\u{1b}[2Jhost\r!\n");
+    let file = g.write("relays.txt", &text);
+    let out = g.run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "allow",
+        "--type",
+        "server",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("51 invalid lines"), "{err}");
+    assert_eq!(err.matches("need a set of checks").count(), 1, "{err}");
+    assert!(
+        err.contains("lines 1–51 (51 lines): allow entries need a set of checks"),
+        "{err}"
+    );
+    // The value with ESC and CR is shown escaped, on its own line.
+    assert!(err.contains(r"line 51: `bad\u{1b}[2Jhost\r!`"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\r'), "{err:?}");
+}
+
+/// Regression: a text export re-imported into the allow list turned block entries into allow
+/// entries.
+#[test]
+fn a_text_export_of_the_block_list_is_refused_by_the_allow_list() {
+    let g = Gate::new();
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "203.0.113.0/24",
+    ]);
+    let exported = g.ok(&["export"]);
+    let file = g.write("export.txt", &exported);
+    let out = g.run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "allow",
+        "--type",
+        "server",
+        "--bypass",
+        "spf",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is for the block list"),
+        "{}",
+        stderr(&out)
+    );
+    let list = g.ok(&["entry", "list", "--list", "allow"]);
+    assert_eq!(list, "");
+}
+
+/// Regression: the CLI panicked (exit 101, "failed printing to stdout: Broken pipe") when its
+/// stdout was a pipe closed early, as in `allowgate entry list | head -1`.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let g = Gate::new();
+    // Far more than a pipe holds (64 KiB), so the writer meets the closed pipe.
+    let text: String = (0..4000u32)
+        .map(|i| format!("10.1.{}.{} # relay number {i}\n", i >> 8, i & 255))
+        .collect();
+    let file = g.write("many.txt", &text);
+    g.ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--list",
+        "block",
+        "--type",
+        "server",
+    ]);
+    for round in 0..20 {
+        for args in [
+            &["entry", "list"][..],
+            &["export", "--format", "json"],
+            &["audit", "--limit", "5000"],
+        ] {
+            let mut child = g
+                .command(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut first)
+                .unwrap();
+            assert!(!first.is_empty());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round} {args:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(stderr(&out), "", "round {round} {args:?}");
+        }
+        // Closed before the command writes anything.
+        for args in [
+            &["check", "--ip", "10.1.0.1", "--rcpt", "b@example.net"][..],
+            &[
+                "check",
+                "--json",
+                "--ip",
+                "10.1.0.1",
+                "--rcpt",
+                "b@example.net",
+            ],
+            &["tenant", "list"],
+        ] {
+            let mut child = g
+                .command(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round} {args:?}: {}",
+                stderr(&out)
+            );
+            assert_eq!(stderr(&out), "", "round {round} {args:?}");
+        }
+    }
+    // A change whose confirmation cannot be printed is made all the same, and says nothing.
+    let mut child = g
+        .command(&[
+            "entry",
+            "add",
+            "--list",
+            "block",
+            "--kind",
+            "ip",
+            "--value",
+            "192.0.2.99",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), stderr(&out)), (Some(0), String::new()));
+    assert!(
+        g.ok(&["entry", "list", "--kind", "ip"])
+            .contains("192.0.2.99")
+    );
+}
+
+/// Write contention: another change holding the database past the busy timeout is reported
+/// as such (exit 1), not as "database is locked".
+#[test]
+fn a_change_blocked_by_another_says_another_change_is_in_progress() {
+    let g = Gate::new();
+    g.ok(&["tenant", "add", "acme", "--domain", "acme.test"]);
+    let url = g.url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut holder = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn
+    });
+    let started = std::time::Instant::now();
+    let out = g.run(&[
+        "--busy-timeout",
+        "0.3",
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("another change is in progress") && err.contains("retry"),
+        "{err}"
+    );
+    assert!(!err.contains("locked"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Reads go on meanwhile.
+    assert!(g.ok(&["tenant", "list"]).contains("acme"));
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        holder.close().await.unwrap();
+    });
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+    ]);
+}
+
+#[test]
+fn check_reads_the_message_from_stdin_for_dash() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let g = Gate::new();
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "allow",
+        "--kind",
+        "email",
+        "--value",
+        "news@partner.test",
+        "--bypass",
+        "spam",
+    ]);
+    let message =
+        "Return-Path: <news@partner.test>\r\nFrom: news@partner.test\r\nSubject: x\r\n\r\nhi\r\n";
+    let file = g.write("m.eml", message);
+    let from_file = g.check(&[
+        "--ip",
+        "203.0.113.1",
+        "--mail-from",
+        "<>",
+        "--rcpt",
+        "b@example.net",
+        "--message",
+        file.to_str().unwrap(),
+    ]);
+    let mut child = g
+        .command(&[
+            "check",
+            "--json",
+            "--ip",
+            "203.0.113.1",
+            "--mail-from",
+            "<>",
+            "--rcpt",
+            "b@example.net",
+            "--message",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let from_stdin: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_stdin["sender"], "news@partner.test");
+    assert_eq!(from_stdin, from_file);
+}
+
+#[test]
+fn a_bare_path_for_db_suggests_a_sqlite_url_and_help_offers_no_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+        .current_dir(dir.path())
+        .args(["--db", "plain.db", "entry", "list"])
+        .env_remove("ALLOWGATE_DB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("did you mean `sqlite://plain.db`?"), "{err}");
+    assert!(!err.contains("nothing was changed"), "{err}");
+    assert!(!dir.path().join("plain.db").exists());
+
+    let help = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+        .arg("--help")
+        .env("ALLOWGATE_DB", "postgres://app:s3cret@db/gate")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("postgres://"), "{help}");
+    assert!(!help.contains("s3cret"), "{help}");
+    assert!(help.contains("sqlite://"), "{help}");
+    let out = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+        .args(["--db", "postgres://app:s3cret@db/gate", "entry", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("PostgreSQL") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tenant_domains_are_added_and_removed_and_tenants_removed() {
+    let g = Gate::new();
+    g.ok(&["tenant", "add", "acme", "--domain", "acme.test"]);
+    g.ok(&["tenant", "add", "beta", "--domain", "beta.test"]);
+    let out = g.ok(&["tenant", "domain", "add", "acme", "acme.net", "Acme.ORG"]);
+    assert!(out.contains("acme.net, acme.org, acme.test"), "{out}");
+    let out = g.run(&["tenant", "domain", "add", "acme", "beta.test"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already belongs to tenant `beta`"),
+        "{}",
+        stderr(&out)
+    );
+    g.ok(&["tenant", "domain", "rm", "acme", "acme.net"]);
+    assert_eq!(
+        g.expect(2, &["tenant", "domain", "rm", "acme", "acme.net"]),
+        ""
+    );
+    let v = g.check(&["--ip", "192.0.2.1", "--rcpt", "x@acme.org"]);
+    assert_eq!(v["tenant"], "acme");
+
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+        "--scope",
+        "acme",
+    ]);
+    let out = g.run(&["tenant", "rm", "acme"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--with-entries"), "{}", stderr(&out));
+    let out = g.ok(&["tenant", "rm", "acme", "--with-entries"]);
+    assert!(
+        out.contains("removed tenant acme") && out.contains("1 entries"),
+        "{out}"
+    );
+    assert_eq!(g.ok(&["tenant", "list"]), "beta\tbeta.test\n");
+    let audit: Value = serde_json::from_str(&g.ok(&["audit", "--json"])).unwrap();
+    let newest: Vec<(String, String)> = audit.as_array().unwrap()[..2]
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().into(),
+                r["object"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        newest,
+        [
+            ("remove".into(), "tenant".into()),
+            ("remove".into(), "entry".into())
+        ]
+    );
+    assert!(g.ok(&["tenant", "--help"]).contains("domain"));
+}
+
+#[test]
+fn read_only_commands_do_not_say_nothing_was_changed() {
+    let g = Gate::new();
+    for args in [
+        &["entry", "list", "--scope", "nobody"][..],
+        &["export", "--scope", "nobody"],
+        &["check", "--ip", "nonsense", "--rcpt", "a@b.test"],
+        &["audit", "--limit", "x"],
+    ] {
+        let out = g.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            !stderr(&out).contains("nothing was changed"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = g.run(&["entry", "rm", "42"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn entry_add_and_import_help_list_every_check_and_group() {
+    use allowgate_types::{CheckGroup, CheckId};
+    let g = Gate::new();
+    for args in [&["entry", "add", "--help"][..], &["import", "--help"]] {
+        let help = g.ok(args);
+        for check in CheckId::ALL {
+            assert!(help.contains(check.id()), "{args:?} lacks {check}:\n{help}");
+        }
+        for group in CheckGroup::ALL {
+            assert!(
+                help.contains(group.id()),
+                "{args:?} lacks {}:\n{help}",
+                group.id()
+            );
+        }
+        assert!(
+            help.contains("`malware`") && help.contains("--force"),
+            "{help}"
+        );
+        assert!(
+            help.contains("`*` and `*@*` are refused, even with --force"),
+            "{help}"
+        );
+    }
+}
+
+#[test]
+fn entry_list_marks_expired_and_not_yet_active_entries() {
+    let g = Gate::new();
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.1",
+        "--expires",
+        "2020-01-01",
+    ]);
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.2",
+        "--starts",
+        "2999-01-01",
+    ]);
+    g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "block",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.3",
+    ]);
+    let list = g.ok(&["entry", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].contains(" expired "), "{list}");
+    assert!(lines[1].contains(" not-yet-active "), "{list}");
+    assert!(
+        !lines[2].contains("expired") && !lines[2].contains("not-yet-active"),
+        "{list}"
+    );
 }

@@ -102,7 +102,12 @@ impl EvaluateRequest {
             other => other.clone(),
         };
         // As seen in mail: a name with an invalid IDNA label still meets its parents' entries.
-        let host = match self.host.as_deref().map(Domain::parse_from_mail).transpose() {
+        let host = match self
+            .host
+            .as_deref()
+            .map(Domain::parse_from_mail)
+            .transpose()
+        {
             Ok(h) => h,
             Err(e) => {
                 bad("host", e.to_string());

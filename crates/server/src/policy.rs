@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use allowgate_core::{CompileWarning, PolicyConfig, Snapshot, SpfExpansion};
-use allowgate_store::{Store, StoreError};
+use allowgate_store::{Store, StoreError, UnreadableEntry};
 
 /// A compiled policy and what it took to make it.
 #[derive(Debug)]
@@ -12,6 +12,8 @@ pub struct LoadedPolicy {
     pub snapshot: Snapshot,
     /// Entries left out while compiling, and why.
     pub warnings: Vec<CompileWarning>,
+    /// Entry rows left out because they do not validate any more (each names its row).
+    pub unreadable: Vec<UnreadableEntry>,
     /// Time spent reading the store.
     pub read: Duration,
     /// Time spent compiling.
@@ -26,15 +28,20 @@ pub async fn load(
     spf: &SpfExpansion,
 ) -> Result<LoadedPolicy, StoreError> {
     let started = Instant::now();
-    let revision = store.revision().await?;
-    let tenants = store.tenants().await?;
-    let entries = store.entries(&Default::default()).await?;
+    let policy = store.load_policy().await?;
     let read = started.elapsed();
     let started = Instant::now();
-    let (snapshot, warnings) = Snapshot::compile(revision, config.clone(), &tenants, entries, spf);
+    let (snapshot, warnings) = Snapshot::compile(
+        policy.revision,
+        config.clone(),
+        &policy.tenants,
+        policy.entries,
+        spf,
+    );
     Ok(LoadedPolicy {
         snapshot,
         warnings,
+        unreadable: policy.unreadable,
         read,
         compile: started.elapsed(),
     })

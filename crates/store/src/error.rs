@@ -1,30 +1,89 @@
 //! Errors of the store and of imports.
 
-use std::fmt;
+use allowgate_types::{EntryId, List, Scope};
 
-use allowgate_types::EntryId;
+use crate::import::ImportFamily;
+use crate::report::{ImportProblems, Lines};
+
+/// What kind of failure a [`StoreError`] is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The database cannot be reached or opened (connection refused, file cannot be opened,
+    /// I/O error, disk full, pool timed out or closed). A server keeps serving its last
+    /// snapshot and tries again.
+    Unavailable,
+    /// Another change held the write lock past the busy timeout; retrying later will work.
+    Busy,
+    /// The change contradicts what is stored: a duplicate entry, a tenant that exists, a
+    /// domain another tenant owns, a tenant that still has entries.
+    Conflict,
+    /// The request itself is wrong: an unknown tenant in a scope, a bad database URL, …
+    InvalidInput,
+    /// The entry, tenant or domain the change is about does not exist.
+    NotFound,
+    /// Stored data does not validate any more (a row edited by hand, a damaged file).
+    Corrupt,
+    /// A bug: the store or the database did something it should not.
+    Internal,
+}
 
 /// Why a store operation failed. Every variant names the offending input; none carries a
-/// connection string or password.
+/// connection string or password (neither in its message nor in its sources). Variants that
+/// come from the database keep the [`sqlx::Error`] as their source; [`StoreError::kind`] says
+/// what kind of failure it is.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error (or could not be reached).
-    #[error("database error: {message}")]
+    /// The database cannot be reached or opened.
+    #[error("the database cannot be reached or opened")]
+    Unavailable {
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Another change held the write lock for longer than the busy timeout.
+    #[error("another change is in progress; retry when it has finished")]
+    Busy {
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Any other error the database layer reported; [`StoreError::kind`] tells a uniqueness
+    /// conflict, undecodable data and bugs apart.
+    #[error("database error")]
     Database {
-        /// What went wrong, without connection details.
-        message: String,
+        /// What the database layer reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema migrations could not be applied (the database was changed by a newer
+    /// allowgate, or a migration failed half-way).
+    #[error("the database schema cannot be brought up to date")]
+    Migrate {
+        /// What the migrator reported.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The database URL cannot be used. Its text is not repeated (it may hold a password).
+    #[error("invalid database URL (expected sqlite://PATH or sqlite::memory:)")]
+    InvalidUrl {
+        /// The reason, kept only where it cannot quote a password (SQLite URLs).
+        #[source]
+        source: Option<sqlx::Error>,
+    },
+    /// A database given as a bare path instead of a URL.
+    #[error("`{input}` is not a database URL; did you mean `sqlite://{input}`?")]
+    NotAUrl {
+        /// The path as given (printable).
+        input: String,
     },
     /// The database URL names a backend this build does not support.
-    #[error("unsupported database URL scheme `{scheme}`: use sqlite://PATH or sqlite::memory:")]
+    #[error("unsupported database URL scheme `{scheme}`: {hint}")]
     UnsupportedUrl {
-        /// The scheme of the URL (the part before `:`); the rest is not repeated.
+        /// The scheme of the URL (the part before `:`, printable); the rest is not repeated.
         scheme: String,
-    },
-    /// Applying the schema migrations failed.
-    #[error("database migration failed: {message}")]
-    Migrate {
-        /// What went wrong.
-        message: String,
+        /// What to use instead.
+        hint: &'static str,
     },
     /// An entry with the same list, scope, kind and value already exists.
     #[error("an identical entry already exists: {existing}")]
@@ -44,19 +103,44 @@ pub enum StoreError {
         /// The tenant name.
         name: String,
     },
+    /// A change to a tenant that does not exist.
+    #[error("no tenant `{name}`")]
+    TenantNotFound {
+        /// The tenant name.
+        name: String,
+    },
     /// A tenant with this name exists already.
     #[error("tenant `{name}` already exists")]
     TenantExists {
         /// The tenant name.
         name: String,
     },
-    /// A domain is already owned by another tenant.
+    /// A domain is already owned by a tenant (another one, or the one it was added to).
     #[error("domain `{domain}` already belongs to tenant `{tenant}`")]
     DomainTaken {
         /// The domain.
         domain: String,
         /// The tenant that owns it.
         tenant: String,
+    },
+    /// A domain to remove from a tenant that the tenant does not own.
+    #[error("tenant `{tenant}` does not own domain `{domain}`")]
+    DomainNotOwned {
+        /// The domain.
+        domain: String,
+        /// The tenant.
+        tenant: String,
+    },
+    /// A tenant to remove still has entries, and removing them was not asked for.
+    #[error(
+        "tenant `{name}` still has {entries} entries; remove them first, or remove the tenant \
+         together with its entries (allowgate tenant rm {name} --with-entries)"
+    )]
+    TenantHasEntries {
+        /// The tenant name.
+        name: String,
+        /// How many entries it has.
+        entries: u64,
     },
     /// A stored row does not validate any more.
     #[error("corrupt {table} row {id}: {reason}")]
@@ -68,52 +152,117 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Something could not be encoded as JSON (a bug).
+    #[error("cannot encode {what} as JSON")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An export could not be rendered (a bug).
+    #[error("cannot render the {format} export")]
+    Export {
+        /// The format (`text`, `csv`, `json`).
+        format: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-/// A database error's message, without connection details.
-pub(crate) fn describe(error: &sqlx::Error) -> String {
+impl ErrorKind {
+    /// The keyword: `unavailable`, `busy`, `conflict`, `invalid_input`, `not_found`, `corrupt`,
+    /// `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl StoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+            StoreError::Busy { .. } => ErrorKind::Busy,
+            StoreError::Database { source } => sqlx_kind(source),
+            StoreError::Migrate { .. } => ErrorKind::Internal,
+            StoreError::InvalidUrl { .. }
+            | StoreError::NotAUrl { .. }
+            | StoreError::UnsupportedUrl { .. }
+            | StoreError::UnknownTenant { .. } => ErrorKind::InvalidInput,
+            StoreError::Duplicate { .. }
+            | StoreError::TenantExists { .. }
+            | StoreError::DomainTaken { .. }
+            | StoreError::TenantHasEntries { .. } => ErrorKind::Conflict,
+            StoreError::NotFound { .. }
+            | StoreError::TenantNotFound { .. }
+            | StoreError::DomainNotOwned { .. } => ErrorKind::NotFound,
+            StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+            StoreError::Encode { .. } | StoreError::Export { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// What kind of failure a database-layer error is: the backend's own codes first (busy, cannot
+/// open, …), then what every backend shares.
+fn sqlx_kind(error: &sqlx::Error) -> ErrorKind {
+    use sqlx::error::ErrorKind as DbKind;
     match error {
-        // Configuration errors may quote the URL, which may hold a password.
-        sqlx::Error::Configuration(_) => "invalid database configuration".to_string(),
-        sqlx::Error::Database(db) => db.message().to_string(),
-        other => other.to_string(),
+        sqlx::Error::Database(db) => {
+            crate::backend::database_error_kind(db.as_ref()).unwrap_or(match db.kind() {
+                DbKind::UniqueViolation => ErrorKind::Conflict,
+                _ => ErrorKind::Internal,
+            })
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        sqlx::Error::Configuration(_) => ErrorKind::InvalidInput,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+        sqlx::Error::Migrate(m) => match m.as_ref() {
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => sqlx_kind(e),
+            _ => ErrorKind::Internal,
+        },
+        _ => ErrorKind::Internal,
     }
 }
 
 impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        StoreError::Database {
-            message: describe(&error),
+    fn from(source: sqlx::Error) -> Self {
+        match sqlx_kind(&source) {
+            ErrorKind::Unavailable => StoreError::Unavailable { source },
+            ErrorKind::Busy => StoreError::Busy { source },
+            // A configuration error may quote the URL, and with it a password: dropped.
+            ErrorKind::InvalidInput => StoreError::InvalidUrl { source: None },
+            _ => StoreError::Database { source },
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate {
-            message: error.to_string(),
-        }
-    }
-}
-
-/// One bad line (or CSV row, or JSON array element) of an import.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LineError {
-    /// 1-based line number; for JSON imports the 1-based index of the array element (the
-    /// reason says so).
-    pub line: usize,
-    /// The offending value, truncated to 80 characters.
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.value.is_empty() {
-            write!(f, "line {}: {}", self.line, self.reason)
-        } else {
-            write!(f, "line {}: `{}`: {}", self.line, self.value, self.reason)
+        use sqlx::migrate::MigrateError;
+        match error {
+            // Busy or unreachable while migrating is busy or unreachable, not a schema problem.
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)
+                if matches!(sqlx_kind(&e), ErrorKind::Busy | ErrorKind::Unavailable) =>
+            {
+                e.into()
+            }
+            source => StoreError::Migrate { source },
         }
     }
 }
@@ -133,28 +282,85 @@ pub enum ImportError {
         /// Number of entries found.
         count: u64,
     },
-    /// The file is not UTF-8.
-    #[error("import is not valid UTF-8 (first invalid byte on line {line}); save it as UTF-8")]
+    /// The file is not UTF-8: every line with invalid bytes is named.
+    #[error("import is not valid UTF-8 on {}; save it as UTF-8", .lines)]
     NotUtf8 {
-        /// 1-based line of the first invalid byte.
-        line: usize,
+        /// The lines holding bytes that are not UTF-8.
+        lines: Lines,
     },
-    /// One or more lines are invalid; every one of them is listed (up to
-    /// [`MAX_LINE_ERRORS`](crate::import::MAX_LINE_ERRORS), the last one saying how many more).
-    #[error("{}", invalid_message(.0))]
-    Invalid(Vec<LineError>),
+    /// Lines are invalid: every problem, once, with every line it concerns.
+    #[error("{0}")]
+    Invalid(ImportProblems),
+    /// A replace would leave the list, scope and kinds of the import empty, and that was not
+    /// confirmed ([`ImportRequest::allow_empty`](crate::ImportRequest::allow_empty)).
+    #[error(
+        "replacing would remove all {existing} {family} entries of the {list} list ({scope}) and \
+         add none; to empty them on purpose, confirm it (--allow-empty)"
+    )]
+    WouldEmpty {
+        /// How many entries are there.
+        existing: u64,
+        /// The list.
+        list: List,
+        /// The scope.
+        scope: Scope,
+        /// The kinds.
+        family: ImportFamily,
+    },
     /// The store failed (or the scope's tenant does not exist).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-fn invalid_message(errors: &[LineError]) -> String {
-    let mut text = String::from("import rejected, nothing changed; fix these lines:");
-    for e in errors {
-        text.push_str("\n  ");
-        text.push_str(&e.to_string());
+impl ImportError {
+    /// What kind of failure this is: the file or the request is at fault
+    /// ([`ErrorKind::InvalidInput`]), or the store's own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImportError::Store(e) => e.kind(),
+            _ => ErrorKind::InvalidInput,
+        }
     }
-    text
+
+    /// A stable keyword for the refusal: `too_large`, `too_many_entries`, `not_utf8`,
+    /// `invalid_lines`, `would_empty`, or the store error's kind ([`ErrorKind::as_str`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ImportError::TooLarge { .. } => "too_large",
+            ImportError::TooManyEntries { .. } => "too_many_entries",
+            ImportError::NotUtf8 { .. } => "not_utf8",
+            ImportError::Invalid(_) => "invalid_lines",
+            ImportError::WouldEmpty { .. } => "would_empty",
+            ImportError::Store(e) => e.kind().as_str(),
+        }
+    }
+}
+
+impl serde::Serialize for ImportError {
+    /// `{"code", "message", "invalid_lines"?, "problems"?: [{"lines", "value"?, "message"}],
+    /// "unlisted"?}`: the message is the first line of the text form; an invalid file lists
+    /// every problem (up to the cap) and counts every bad line.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let text = self.to_string();
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("code", self.code())?;
+        map.serialize_entry("message", text.lines().next().unwrap_or_default())?;
+        match self {
+            ImportError::Invalid(p) => {
+                map.serialize_entry("unit", &p.unit)?;
+                map.serialize_entry("invalid_lines", &p.bad_lines)?;
+                map.serialize_entry("problems", &p.problems)?;
+                map.serialize_entry("unlisted", &p.unlisted)?;
+            }
+            ImportError::NotUtf8 { lines } => {
+                map.serialize_entry("invalid_lines", &lines.count())?;
+                map.serialize_entry("lines", lines)?;
+            }
+            _ => {}
+        }
+        map.end()
+    }
 }
 
 impl From<sqlx::Error> for ImportError {

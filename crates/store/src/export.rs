@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use allowgate_types::{Entry, NewEntry};
 
+use crate::StoreError;
 use crate::record::{EntryJson, time_text};
 
 /// The format of an export: the same formats an import reads.
@@ -24,12 +25,17 @@ pub const CSV_COLUMNS: [&str; 11] = [
     "enabled",
 ];
 
-/// Render entries (in the order given) in `format`.
-pub fn render(entries: &[Entry], format: ExportFormat) -> String {
+/// Render entries (in the order given) in `format`. Fails only on a bug (a value that cannot be
+/// encoded), never with an empty or partial export.
+pub fn render(entries: &[Entry], format: ExportFormat) -> Result<String, StoreError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Export {
+        format: format.as_str(),
+        source,
+    };
     match format {
-        ExportFormat::Text => render_text(entries),
-        ExportFormat::Csv => render_csv(entries),
-        ExportFormat::Json => render_json(entries),
+        ExportFormat::Text => Ok(render_text(entries)),
+        ExportFormat::Csv => render_csv(entries).map_err(|e| failed(e.into())),
+        ExportFormat::Json => render_json(entries).map_err(|e| failed(e.into())),
     }
 }
 
@@ -63,37 +69,34 @@ fn render_text(entries: &[Entry]) -> String {
     out
 }
 
-fn render_csv(entries: &[Entry]) -> String {
-    fn text_of(entries: &[Entry]) -> Result<String, csv::Error> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer.write_record(CSV_COLUMNS)?;
-        for e in entries {
-            let e = &e.entry;
-            let bool_text = |b: bool| if b { "true" } else { "false" };
-            writer.write_record([
-                e.list.as_str(),
-                &e.scope.to_string(),
-                e.kind().as_str(),
-                &e.value.to_string(),
-                &e.checks.to_string(),
-                e.comment.as_ref().map_or("", |c| c.as_str()),
-                bool_text(e.require_auth),
-                bool_text(e.internal),
-                &e.starts_at.map(time_text).unwrap_or_default(),
-                &e.expires_at.map(time_text).unwrap_or_default(),
-                bool_text(e.enabled),
-            ])?;
-        }
-        let bytes = writer
-            .into_inner()
-            .map_err(|e| csv::Error::from(e.into_error()))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+fn render_csv(entries: &[Entry]) -> Result<String, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(CSV_COLUMNS)?;
+    for e in entries {
+        let e = &e.entry;
+        let bool_text = |b: bool| if b { "true" } else { "false" };
+        writer.write_record([
+            e.list.as_str(),
+            &e.scope.to_string(),
+            e.kind().as_str(),
+            &e.value.to_string(),
+            &e.checks.to_string(),
+            e.comment.as_ref().map_or("", |c| c.as_str()),
+            bool_text(e.require_auth),
+            bool_text(e.internal),
+            &e.starts_at.map(time_text).unwrap_or_default(),
+            &e.expires_at.map(time_text).unwrap_or_default(),
+            bool_text(e.enabled),
+        ])?;
     }
-    // Writing to a Vec cannot fail, and every field is UTF-8.
-    text_of(entries).unwrap_or_default()
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    // Every field written is a Rust string, so the bytes are UTF-8; if not, that is an error.
+    String::from_utf8(bytes).map_err(|e| csv::Error::from(std::io::Error::other(e)))
 }
 
-fn render_json(entries: &[Entry]) -> String {
+fn render_json(entries: &[Entry]) -> Result<String, serde_json::Error> {
     #[derive(serde::Serialize)]
     struct Export<'a> {
         entries: Vec<EntryJson<'a>>,
@@ -101,7 +104,7 @@ fn render_json(entries: &[Entry]) -> String {
     let export = Export {
         entries: entries.iter().map(|e| EntryJson::new(&e.entry)).collect(),
     };
-    let mut text = serde_json::to_string_pretty(&export).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&export)?;
     text.push('\n');
-    text
+    Ok(text)
 }

@@ -7,7 +7,14 @@
 //! Formats:
 //! - **text**: one entry per line, `value # comment`; `#` at the start of a line makes it a
 //!   comment; blank lines are skipped; a line may hold several values separated by `,` or `;`
-//!   (a trailing `# comment` then applies to each of them).
+//!   (a trailing `# comment` then applies to each of them). A text export's section headers,
+//!   `# list: block, scope: global, kind: ip`, are read: the values under one have its kind, and
+//!   a section of another list or scope, or of a kind outside the import's family, refuses the
+//!   import with its lines (an export never lands in another list by accident).
+//!
+//! Problems are reported each once with every line they concern (no `--bypass` for an allow
+//! list on 50 lines is one problem on `lines 1–50`); a problem with one value is reported on its
+//! line with the value. Every bad line is counted; the listing stops at [`MAX_LINE_ERRORS`].
 //! - **CSV**: a header row naming the columns (case-insensitive, any order; only `value` is
 //!   required): `value`, `kind`, `comment`, `checks`, `require_auth`, `internal`, `starts_at`,
 //!   `expires_at`, `enabled`; `list` and `scope` must match the import if present; `id`,
@@ -25,27 +32,29 @@
 //! assert_eq!(values, ["192.0.2.7", "mx.example.net", "198.51.100.0/24"]);
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
 use allowgate_types::{
-    CheckSet, EntryKind, EntrySpec, IpRange, List, NewEntry, Scope, Warning, parse_time,
+    CheckSet, EntryError, EntryKind, EntrySpec, IpRange, List, NewEntry, Printable, Scope, Warning,
+    parse_time, shown,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{ImportError, LineError};
+use crate::error::ImportError;
+use crate::report::{Finding, LineReport, LineUnit, Lines, Reports};
 
 /// Largest accepted import, in bytes (2 MB).
 pub const MAX_IMPORT_BYTES: usize = 2 * 1024 * 1024;
 /// Most entries accepted in one import.
 pub const MAX_IMPORT_ENTRIES: usize = 100_000;
-/// Most bad lines listed in [`ImportError::Invalid`]; the last one listed says how many more
-/// there are.
+/// Most problems listed in [`ImportError::Invalid`] (and warnings in a report); the bad lines
+/// are counted all the same.
 pub const MAX_LINE_ERRORS: usize = 1000;
-/// Longest value shown in a [`LineError`], in characters.
+/// Longest text quoted in a problem, in characters.
 const MAX_SHOWN_VALUE: usize = 80;
 /// Progress is reported after this many entries.
 const PROGRESS_STEP: usize = 1000;
@@ -222,11 +231,15 @@ pub struct ImportRequest {
     pub force: bool,
     /// Default `require_auth` of the entries (a CSV/JSON row's own value overrides it).
     pub require_auth: bool,
+    /// Confirms that a replace may leave the list, scope and kinds empty (a file with no
+    /// entries). Without it such a replace is refused ([`ImportError::WouldEmpty`]) whenever
+    /// there are entries to remove.
+    pub allow_empty: bool,
 }
 
 impl ImportRequest {
     /// A request for `list` and `family` with the defaults: global scope, no checks, text,
-    /// merge, not forced, no `require_auth`.
+    /// merge, not forced, no `require_auth`, no empty replace.
     pub fn new(list: List, family: ImportFamily) -> ImportRequest {
         ImportRequest {
             list,
@@ -237,6 +250,7 @@ impl ImportRequest {
             mode: ImportMode::Merge,
             force: false,
             require_auth: false,
+            allow_empty: false,
         }
     }
 }
@@ -257,14 +271,15 @@ pub struct ParsedImport {
     pub entries: Vec<ParsedEntry>,
     /// Values that appeared again later in the file (dropped).
     pub duplicates: u64,
-    /// Warnings about accepted entries, with their lines.
-    pub warnings: Vec<(usize, Warning)>,
+    /// Warnings about accepted entries, each once with the lines it concerns.
+    pub warnings: Vec<LineReport>,
     /// Number of values found in the file (entries + duplicates).
     pub values: u64,
 }
 
-/// What an import did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an import did. Its JSON form: `{"added", "duplicates", "removed", "warnings":
+/// [{"lines": [[first, last], …], "value"?, "message"}], "revision"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImportReport {
     /// Entries inserted.
     pub added: u64,
@@ -272,43 +287,10 @@ pub struct ImportReport {
     pub duplicates: u64,
     /// Entries deleted (replace mode).
     pub removed: u64,
-    /// Warnings about accepted entries, with their lines.
-    pub warnings: Vec<(usize, Warning)>,
+    /// Warnings about accepted entries, each once with the lines it concerns.
+    pub warnings: Vec<LineReport>,
     /// The revision after the import (unchanged if nothing changed).
     pub revision: i64,
-}
-
-impl Serialize for ImportReport {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct LineWarning {
-            line: usize,
-            warning: String,
-        }
-        #[derive(Serialize)]
-        struct Wire {
-            added: u64,
-            duplicates: u64,
-            removed: u64,
-            warnings: Vec<LineWarning>,
-            revision: i64,
-        }
-        Wire {
-            added: self.added,
-            duplicates: self.duplicates,
-            removed: self.removed,
-            warnings: self
-                .warnings
-                .iter()
-                .map(|(line, w)| LineWarning {
-                    line: *line,
-                    warning: w.to_string(),
-                })
-                .collect(),
-            revision: self.revision,
-        }
-        .serialize(s)
-    }
 }
 
 /// Parse and validate an import without touching any database (the fuzzing entry point).
@@ -334,21 +316,20 @@ pub(crate) fn parse_with_progress(
         });
     }
     let text = decode_utf8(data)?;
-    let rows = match req.format {
-        ImportFormat::Text => Ok(text_rows(text)),
-        ImportFormat::Csv => csv_rows(text),
-        ImportFormat::Json => json_rows(text),
-    }
-    .map_err(ImportError::Invalid)?;
+    let mut problems = Reports::new(MAX_LINE_ERRORS);
+    let (rows, unit) = match req.format {
+        ImportFormat::Text => (text_rows(text, &mut problems), LineUnit::Line),
+        ImportFormat::Csv => (csv_rows(text, &mut problems), LineUnit::Line),
+        ImportFormat::Json => json_rows(text, &mut problems),
+    };
     if rows.len() > MAX_IMPORT_ENTRIES {
         return Err(ImportError::TooManyEntries {
             count: rows.len() as u64,
         });
     }
-    let json = req.format == ImportFormat::Json;
     let total = rows.len() as u64;
     progress(0, total);
-    let mut errors = LineErrors::default();
+    let mut warnings = Reports::new(MAX_LINE_ERRORS);
     let mut seen: HashSet<(EntryKind, String)> = HashSet::with_capacity(rows.len());
     let mut parsed = ParsedImport {
         values: total,
@@ -357,94 +338,62 @@ pub(crate) fn parse_with_progress(
     for (i, row) in rows.into_iter().enumerate() {
         let line = row.line;
         match build(row, req) {
-            Ok((entry, warnings)) if errors.is_empty() => {
-                if seen.insert((entry.kind(), entry.value.to_string())) {
-                    parsed
-                        .warnings
-                        .extend(warnings.into_iter().map(|w| (line, w)));
-                    parsed.entries.push(ParsedEntry { line, entry });
-                } else {
+            Ok((entry, found)) if problems.is_empty() => {
+                let key = (entry.kind(), entry.value.to_string());
+                if seen.contains(&key) {
                     parsed.duplicates += 1;
+                } else {
+                    if !found.is_empty() {
+                        warnings.add(line, &key.1, found.iter().map(warning_finding).collect());
+                    }
+                    seen.insert(key);
+                    parsed.entries.push(ParsedEntry { line, entry });
                 }
             }
             Ok(_) => {}
-            Err((value, problems)) => {
-                let mut reason = problems.join("; ");
-                if json {
-                    reason = format!("JSON array element {line}: {reason}");
-                }
-                errors.push(line, &value, reason);
-            }
+            Err(rejected) => problems.add(line, &rejected.value, rejected.findings),
         }
         if (i + 1) % PROGRESS_STEP == 0 {
             progress((i + 1) as u64, total);
         }
     }
     progress(total, total);
-    if errors.is_empty() {
+    if problems.is_empty() {
+        parsed.warnings = warnings.into_reports();
         Ok(parsed)
     } else {
-        Err(ImportError::Invalid(errors.finish()))
+        Err(ImportError::Invalid(problems.into_problems(unit)))
     }
 }
 
-/// Bad lines, capped at [`MAX_LINE_ERRORS`].
-#[derive(Default)]
-struct LineErrors {
-    list: Vec<LineError>,
-    more: usize,
-}
-
-impl LineErrors {
-    fn push(&mut self, line: usize, value: &str, reason: String) {
-        if self.list.len() < MAX_LINE_ERRORS {
-            self.list.push(LineError {
-                line,
-                value: shown(value),
-                reason,
-            });
-        } else {
-            self.more += 1;
+/// How a warning about an accepted entry is reported: the ones that say the same about every
+/// entry of the file once (with their lines), the ones about a value on its line.
+fn warning_finding(warning: &Warning) -> Finding {
+    match warning {
+        Warning::SenderWithoutAuth { .. } => Finding::Shared(
+            "sender allow entries without --require-auth can be spoofed by anyone; \
+             pass --require-auth"
+                .into(),
+        ),
+        Warning::BypassesMalware | Warning::NeverBypassed { .. } => {
+            Finding::Shared(warning.to_string())
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    fn finish(mut self) -> Vec<LineError> {
-        if let Some(last) = self.list.last_mut().filter(|_| self.more > 0) {
-            last.reason.push_str(&format!(
-                " (and {} more bad lines after this one, not listed)",
-                self.more
-            ));
-        }
-        self.list
+        other => Finding::OfValue(other.to_string()),
     }
 }
 
-/// A value as shown in an error: trimmed, at most 80 characters.
-fn shown(value: &str) -> String {
-    let value = value.trim();
-    if value.chars().count() <= MAX_SHOWN_VALUE {
-        value.to_string()
-    } else {
-        let mut s: String = value.chars().take(MAX_SHOWN_VALUE - 1).collect();
-        s.push('…');
-        s
-    }
-}
-
+/// The text, or every line that is not UTF-8.
 fn decode_utf8(data: &[u8]) -> Result<&str, ImportError> {
     match std::str::from_utf8(data) {
         Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),
-        Err(e) => {
-            let line = data[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
-            Err(ImportError::NotUtf8 { line })
+        Err(_) => {
+            let mut lines = Lines::default();
+            for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+                if std::str::from_utf8(line).is_err() {
+                    lines.insert(i + 1);
+                }
+            }
+            Err(ImportError::NotUtf8 { lines })
         }
     }
 }
@@ -464,16 +413,76 @@ struct RawRow {
     expires_at: Option<String>,
     list: Option<String>,
     scope: Option<String>,
+    /// The line of the text section header (`# list: …, scope: …, kind: …`) the value is under.
+    section: Option<usize>,
     /// Problems found while reading the fields.
-    problems: Vec<String>,
+    problems: Vec<Finding>,
 }
 
-fn text_rows(text: &str) -> Vec<RawRow> {
+/// A text export's section header: `# list: block, scope: global, kind: ip`.
+struct Section {
+    line: usize,
+    list: String,
+    scope: String,
+    kind: String,
+}
+
+/// The fields of a section header comment (the text after `#`), `None` if the comment is not
+/// one. A comment starting `list:` and naming a `scope:` or `kind:` is taken for one; anything
+/// else about it is an error (an export must import unambiguously).
+fn section_header(line: usize, comment: &str) -> Option<Result<Section, String>> {
+    let lower = comment.to_ascii_lowercase();
+    if !(lower.starts_with("list:") && (lower.contains("scope:") || lower.contains("kind:"))) {
+        return None;
+    }
+    let mut fields: HashMap<&str, &str> = HashMap::new();
+    for part in comment.split(',') {
+        let Some((key, value)) = part.split_once(':') else {
+            return Some(Err(SECTION_FORM.into()));
+        };
+        let key = key.trim();
+        let key = ["list", "scope", "kind"]
+            .into_iter()
+            .find(|k| k.eq_ignore_ascii_case(key));
+        match key {
+            Some(key) if !fields.contains_key(key) => {
+                fields.insert(key, value.trim());
+            }
+            _ => return Some(Err(SECTION_FORM.into())),
+        }
+    }
+    match (fields.get("list"), fields.get("scope"), fields.get("kind")) {
+        (Some(list), Some(scope), Some(kind)) => Some(Ok(Section {
+            line,
+            list: list.to_string(),
+            scope: scope.to_string(),
+            kind: kind.to_string(),
+        })),
+        _ => Some(Err(SECTION_FORM.into())),
+    }
+}
+
+const SECTION_FORM: &str = "unreadable section header: a comment starting `list:` must read \
+     `# list: LIST, scope: SCOPE, kind: KIND` as an export writes it";
+
+fn text_rows(text: &str, problems: &mut Reports) -> Vec<RawRow> {
     let mut rows = Vec::new();
+    let mut section: Option<Section> = None;
     for (i, line) in text.split('\n').enumerate() {
         let line_no = i + 1;
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            match section_header(line_no, comment.trim()) {
+                None => {}
+                Some(Ok(s)) => section = Some(s),
+                Some(Err(reason)) => {
+                    problems.add(line_no, line, vec![Finding::OfValue(reason)]);
+                    section = None;
+                }
+            }
             continue;
         }
         let (values, comment) = split_comment(line);
@@ -482,12 +491,19 @@ fn text_rows(text: &str) -> Vec<RawRow> {
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
-            rows.push(RawRow {
+            let mut row = RawRow {
                 line: line_no,
                 value: value.to_string(),
                 comment: comment.map(str::to_string),
                 ..RawRow::default()
-            });
+            };
+            if let Some(s) = &section {
+                row.section = Some(s.line);
+                row.list = Some(s.list.clone());
+                row.scope = Some(s.scope.clone());
+                row.kind = Some(s.kind.clone());
+            }
+            rows.push(row);
         }
     }
     rows
@@ -553,7 +569,7 @@ fn parse_bool(name: &str, text: &str) -> Result<Option<bool>, String> {
         "false" | "no" | "n" | "0" | "off" => Ok(Some(false)),
         _ => Err(format!(
             "`{name}` must be true or false, not `{}`",
-            shown(text)
+            shown(text, MAX_SHOWN_VALUE)
         )),
     }
 }
@@ -569,7 +585,7 @@ impl RawRow {
         let bool_field = |row: &mut RawRow, name: &str| match parse_bool(name, text) {
             Ok(b) => b,
             Err(e) => {
-                row.problems.push(e);
+                row.problems.push(Finding::OfValue(e));
                 None
             }
         };
@@ -590,15 +606,8 @@ impl RawRow {
     }
 }
 
-fn file_error(line: usize, reason: String) -> Vec<LineError> {
-    vec![LineError {
-        line,
-        value: String::new(),
-        reason,
-    }]
-}
-
-fn csv_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
+/// The rows of a CSV file; problems with its header go to `problems` (and no rows come back).
+fn csv_rows(text: &str, problems: &mut Reports) -> Vec<RawRow> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -608,40 +617,34 @@ fn csv_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
     let line_of = |p: Option<&csv::Position>| p.map_or(1, |p| p.line() as usize);
     let header = match records.next() {
         None => {
-            return Err(file_error(
+            problems.add_line(
                 1,
                 "empty CSV: a header row naming the columns (at least `value`) is required".into(),
-            ));
+            );
+            return Vec::new();
         }
         Some(Err(e)) => {
-            return Err(file_error(
-                line_of(e.position()),
-                format!("unreadable CSV header: {e}"),
-            ));
+            problems.add_line(line_of(e.position()), format!("unreadable CSV header: {e}"));
+            return Vec::new();
         }
         Some(Ok(h)) => h,
     };
     let header_line = line_of(header.position());
     let mut fields = Vec::with_capacity(header.len());
-    let mut errors = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
     let mut seen = HashSet::new();
     for name in header.iter() {
         match field(name) {
             Some(f) => {
                 if f != Field::Ignored && !seen.insert(f) {
-                    errors.push(LineError {
-                        line: header_line,
-                        value: shown(name),
-                        reason: "column appears twice in the header".into(),
-                    });
+                    errors.push((name.into(), "column appears twice in the header".into()));
                 }
                 fields.push(f);
             }
-            None => errors.push(LineError {
-                line: header_line,
-                value: shown(name),
-                reason: format!("unknown column; known columns: {KNOWN_FIELDS}"),
-            }),
+            None => errors.push((
+                name.into(),
+                format!("unknown column; known columns: {KNOWN_FIELDS}"),
+            )),
         }
     }
     if !fields.contains(&Field::Value) {
@@ -649,24 +652,24 @@ fn csv_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
             // Nothing in the first row names a column: it is data, not a header.
             errors.clear();
         }
-        errors.push(LineError {
-            line: header_line,
-            value: shown(&header.iter().collect::<Vec<_>>().join(",")),
-            reason:
-                "the first row must be a header naming the columns, with at least a `value` column"
-                    .into(),
-        });
+        errors.push((
+            header.iter().collect::<Vec<_>>().join(","),
+            "the first row must be a header naming the columns, with at least a `value` column"
+                .into(),
+        ));
     }
     if !errors.is_empty() {
-        errors.truncate(MAX_LINE_ERRORS);
-        return Err(errors);
+        for (name, reason) in errors {
+            problems.add(header_line, &name, vec![Finding::OfValue(reason)]);
+        }
+        return Vec::new();
     }
     let mut rows = Vec::new();
     for record in records {
         match record {
             Err(e) => rows.push(RawRow {
                 line: line_of(e.position()),
-                problems: vec![format!("unreadable CSV row: {e}")],
+                problems: vec![Finding::OfValue(format!("unreadable CSV row: {e}"))],
                 ..RawRow::default()
             }),
             Ok(record) => {
@@ -675,11 +678,11 @@ fn csv_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
                     ..RawRow::default()
                 };
                 if record.len() != fields.len() {
-                    row.problems.push(format!(
+                    row.problems.push(Finding::Shared(format!(
                         "row has {} fields; the header has {}",
                         record.len(),
                         fields.len()
-                    ));
+                    )));
                 }
                 for (f, cell) in fields.iter().zip(record.iter()) {
                     row.set_text(*f, cell);
@@ -688,34 +691,47 @@ fn csv_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
             }
         }
     }
-    Ok(rows)
+    rows
 }
 
-fn json_rows(text: &str) -> Result<Vec<RawRow>, Vec<LineError>> {
+/// The rows of a JSON import (numbered by array element); a file that is not JSON of the right
+/// shape goes to `problems` as a file problem (numbered by file line: the unit returned).
+fn json_rows(text: &str, problems: &mut Reports) -> (Vec<RawRow>, LineUnit) {
     let shape = "a JSON import is an array of entry objects, or an object with an `entries` array";
-    let root: Value = serde_json::from_str(text).map_err(|e| {
-        file_error(
-            e.line(),
-            format!(
-                "not valid JSON (file line {}, column {}): {e}",
+    let root: Value = match serde_json::from_str(text) {
+        Ok(root) => root,
+        Err(e) => {
+            problems.add_line(
                 e.line(),
-                e.column()
-            ),
-        )
-    })?;
+                format!(
+                    "not valid JSON (column {}): {}",
+                    e.column(),
+                    Printable(&e.to_string())
+                ),
+            );
+            return (Vec::new(), LineUnit::Line);
+        }
+    };
     let items = match root {
         Value::Array(items) => items,
         Value::Object(mut map) => match map.remove("entries") {
             Some(Value::Array(items)) => items,
-            _ => return Err(file_error(1, shape.into())),
+            _ => {
+                problems.add_line(1, shape.into());
+                return (Vec::new(), LineUnit::Line);
+            }
         },
-        _ => return Err(file_error(1, shape.into())),
+        _ => {
+            problems.add_line(1, shape.into());
+            return (Vec::new(), LineUnit::Line);
+        }
     };
-    Ok(items
+    let rows = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| json_row(i + 1, item))
-        .collect())
+        .collect();
+    (rows, LineUnit::Element)
 }
 
 fn json_row(line: usize, item: Value) -> RawRow {
@@ -724,17 +740,18 @@ fn json_row(line: usize, item: Value) -> RawRow {
         ..RawRow::default()
     };
     let Value::Object(map) = item else {
-        row.problems
-            .push("not an object (expected {\"value\": …, …})".into());
+        row.problems.push(Finding::Shared(
+            "not an object (expected {\"value\": …, …})".into(),
+        ));
         return row;
     };
     let mut has_value = false;
     for (key, value) in map {
         let Some(f) = field(&key) else {
-            row.problems.push(format!(
+            row.problems.push(Finding::Shared(format!(
                 "unknown field `{}`; known fields: {KNOWN_FIELDS}",
-                shown(&key)
-            ));
+                shown(&key, MAX_SHOWN_VALUE)
+            )));
             continue;
         };
         has_value |= f == Field::Value;
@@ -748,9 +765,9 @@ fn json_row(line: usize, item: Value) -> RawRow {
                 let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
                 match names {
                     Some(names) => row.checks = non_empty(&names.join(",")),
-                    None => row
-                        .problems
-                        .push("`checks` must be an array of check ids".into()),
+                    None => row.problems.push(Finding::Shared(
+                        "`checks` must be an array of check ids".into(),
+                    )),
                 }
             }
             (f, other) => {
@@ -759,16 +776,17 @@ fn json_row(line: usize, item: Value) -> RawRow {
                     Field::Checks => "a string or an array of check ids",
                     _ => "a string",
                 };
-                row.problems.push(format!(
+                row.problems.push(Finding::Shared(format!(
                     "`{}` must be {want}, not {}",
-                    key.to_ascii_lowercase(),
+                    shown(&key.to_ascii_lowercase(), MAX_SHOWN_VALUE),
                     type_name(&other)
-                ));
+                )));
             }
         }
     }
     if !has_value {
-        row.problems.push("no `value` field".into());
+        row.problems
+            .push(Finding::Shared("no `value` field".into()));
     }
     row
 }
@@ -784,29 +802,39 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-type Built = Result<(NewEntry, Vec<Warning>), (String, Vec<String>)>;
+/// A row that cannot be imported: its value and everything wrong with it.
+struct Rejected {
+    value: String,
+    findings: Vec<Finding>,
+}
 
 /// Validate one row into an entry, or say everything that is wrong with it.
-fn build(row: RawRow, req: &ImportRequest) -> Built {
+fn build(row: RawRow, req: &ImportRequest) -> Result<(NewEntry, Vec<Warning>), Rejected> {
     let mut problems = row.problems;
+    // Where a list, scope or kind comes from: a section header (the same for all of its
+    // lines) or the row's own column.
+    let (origin, about_header): (String, fn(String) -> Finding) = match row.section {
+        Some(line) => (format!("the section on line {line}"), Finding::Shared),
+        None => ("the entry".to_string(), Finding::OfValue),
+    };
     if let Some(list) = &row.list {
         match list.parse::<List>() {
             Ok(l) if l == req.list => {}
-            Ok(l) => problems.push(format!(
-                "entry is for the {l} list but this import is for the {} list",
+            Ok(l) => problems.push(Finding::Shared(format!(
+                "{origin} is for the {l} list, but this import is for the {} list",
                 req.list
-            )),
-            Err(e) => problems.push(e.to_string()),
+            ))),
+            Err(e) => problems.push(about_header(e.to_string())),
         }
     }
     if let Some(scope) = &row.scope {
         match scope.parse::<Scope>() {
             Ok(s) if s == req.scope => {}
-            Ok(s) => problems.push(format!(
-                "entry is for scope {s} but this import is for scope {}",
+            Ok(s) => problems.push(Finding::Shared(format!(
+                "{origin} is for scope {s}, but this import is for scope {}",
                 req.scope
-            )),
-            Err(e) => problems.push(e.to_string()),
+            ))),
+            Err(e) => problems.push(about_header(e.to_string())),
         }
     }
     let kind = match &row.kind {
@@ -815,15 +843,15 @@ fn build(row: RawRow, req: &ImportRequest) -> Built {
             Ok(k) if req.family.contains(k) => Some(k),
             Ok(k) => {
                 let kinds: Vec<&str> = req.family.kinds().iter().map(|k| k.as_str()).collect();
-                problems.push(format!(
-                    "kind {k} does not belong in a {} import (kinds: {})",
+                problems.push(Finding::Shared(format!(
+                    "{origin} is of kind {k}, which does not belong in a {} import (kinds: {})",
                     req.family,
                     kinds.join(", ")
-                ));
+                )));
                 None
             }
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(about_header(e.to_string()));
                 None
             }
         },
@@ -832,7 +860,7 @@ fn build(row: RawRow, req: &ImportRequest) -> Built {
         Some(text) => match text.parse::<CheckSet>() {
             Ok(c) => Some(c),
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(Finding::Shared(e.to_string()));
                 req.checks
             }
         },
@@ -842,14 +870,19 @@ fn build(row: RawRow, req: &ImportRequest) -> Built {
         |text: Option<String>, name: &str| match text.as_deref().map(parse_time).transpose() {
             Ok(t) => t,
             Err(e) => {
-                problems.push(format!("{name}: {e}"));
+                problems.push(Finding::OfValue(format!("{name}: {e}")));
                 None
             }
         };
     let starts_at = time(row.starts_at, "starts_at");
     let expires_at = time(row.expires_at, "expires_at");
-    let Some(kind) = kind else {
-        return Err((row.value, problems));
+    // Without a kind, or without a value because the row could not be read, there is nothing
+    // more to say about the value.
+    let (Some(kind), false) = (kind, row.value.trim().is_empty() && !problems.is_empty()) else {
+        return Err(Rejected {
+            value: row.value,
+            findings: problems,
+        });
     };
     let spec = EntrySpec {
         list: Some(req.list),
@@ -867,10 +900,21 @@ fn build(row: RawRow, req: &ImportRequest) -> Built {
     };
     match spec.validate() {
         Ok(ok) if problems.is_empty() => Ok(ok),
-        Ok(_) => Err((spec.value, problems)),
+        Ok(_) => Err(Rejected {
+            value: spec.value,
+            findings: problems,
+        }),
         Err(errors) => {
-            problems.extend(errors.iter().map(ToString::to_string));
-            Err((spec.value, problems))
+            // A bad value is that value's problem; anything else (no checks for an allow list,
+            // a malware bypass without --force, …) is the same for every line it concerns.
+            problems.extend(errors.iter().map(|e| match e {
+                EntryError::Value(_) => Finding::OfValue(e.to_string()),
+                _ => Finding::Shared(e.to_string()),
+            }));
+            Err(Rejected {
+                value: spec.value,
+                findings: problems,
+            })
         }
     }
 }
@@ -891,11 +935,31 @@ mod tests {
             .collect()
     }
 
-    fn invalid(result: Result<ParsedImport, ImportError>) -> Vec<LineError> {
+    /// A problem flattened: its first line, its value (or ""), its message.
+    #[derive(Debug)]
+    struct Flat {
+        line: usize,
+        value: String,
+        reason: String,
+    }
+
+    fn problems(result: Result<ParsedImport, ImportError>) -> crate::ImportProblems {
         match result {
-            Err(ImportError::Invalid(errors)) => errors,
+            Err(ImportError::Invalid(problems)) => problems,
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    fn invalid(result: Result<ParsedImport, ImportError>) -> Vec<Flat> {
+        problems(result)
+            .problems
+            .into_iter()
+            .map(|p| Flat {
+                line: p.lines.first().unwrap_or(0),
+                value: p.value.unwrap_or_default(),
+                reason: p.message,
+            })
+            .collect()
     }
 
     #[test]
@@ -1024,16 +1088,15 @@ mod tests {
     fn allow_needs_checks_and_comment_cap_applies() {
         let long = format!("192.0.2.1 # {}", "x".repeat(129));
         let errors = invalid(parse_import(long.as_bytes(), &server(List::Allow)));
-        assert_eq!(errors.len(), 1);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(
-            errors[0].reason.contains("comment is 129 characters"),
-            "{}",
-            errors[0].reason
+            errors[0].reason.contains("need a set of checks") && errors[0].value.is_empty(),
+            "{errors:#?}"
         );
         assert!(
-            errors[0].reason.contains("need a set of checks"),
-            "{}",
-            errors[0].reason
+            errors[1].reason.contains("comment is 129 characters")
+                && errors[1].value == "192.0.2.1",
+            "{errors:#?}"
         );
         let mut req = server(List::Allow);
         req.checks = Some("spf,dkim".parse().unwrap());
@@ -1051,13 +1114,11 @@ mod tests {
     #[test]
     fn error_list_is_capped() {
         let data = "not an ip!\n".repeat(MAX_LINE_ERRORS + 5);
-        let errors = invalid(parse_import(data.as_bytes(), &server(List::Block)));
-        assert_eq!(errors.len(), MAX_LINE_ERRORS);
-        assert!(
-            errors[MAX_LINE_ERRORS - 1]
-                .reason
-                .contains("and 5 more bad lines")
-        );
+        let problems = problems(parse_import(data.as_bytes(), &server(List::Block)));
+        assert_eq!(problems.problems.len(), MAX_LINE_ERRORS);
+        assert_eq!(problems.unlisted, 5);
+        assert_eq!(problems.bad_lines, MAX_LINE_ERRORS + 5);
+        assert!(problems.to_string().contains("and 5 more problems"));
     }
 
     #[test]
@@ -1075,7 +1136,7 @@ mod tests {
         let bad = b"192.0.2.1\n192.0.2.2\nmx.\xffexample.com\n";
         assert!(matches!(
             parse_import(bad, &server(List::Block)),
-            Err(ImportError::NotUtf8 { line: 3 })
+            Err(ImportError::NotUtf8 { lines }) if lines.ranges() == [(3, 3)]
         ));
     }
 
@@ -1158,16 +1219,20 @@ mod tests {
         let data = br#"[{"value": "192.0.2.1"}, 5, {"value": 7}, {"valeu": "192.0.2.2"}, {"value": "192.0.2.3", "enabled": "nope"}]"#;
         let errors = invalid(parse_import(data, &req));
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [2, 3, 4, 5], "{errors:#?}");
-        assert!(
-            errors
-                .iter()
-                .all(|e| e.reason.starts_with("JSON array element"))
-        );
+        assert_eq!(lines, [2, 3, 4, 4, 5], "{errors:#?}");
         assert!(errors[2].reason.contains("unknown field `valeu`"));
-        let errors = invalid(parse_import(b"[{\"value\": \n \"x\"", &req));
-        assert_eq!(errors[0].line, 2);
-        assert!(errors[0].reason.contains("not valid JSON"));
+        assert!(errors[3].reason.contains("no `value` field"));
+        let text = problems(parse_import(data, &req)).to_string();
+        assert!(
+            text.contains("4 invalid JSON array elements")
+                && text.contains("\n  JSON array element 2: not an object"),
+            "{text}"
+        );
+        // A file that is not JSON: its file line.
+        let problems = problems(parse_import(b"[{\"value\": \n \"x\"", &req));
+        assert_eq!(problems.unit, LineUnit::Line);
+        assert_eq!(problems.problems[0].lines.first(), Some(2));
+        assert!(problems.problems[0].message.contains("not valid JSON"));
     }
 
     #[test]
@@ -1221,6 +1286,176 @@ mod tests {
         });
         let calls = calls.into_inner().unwrap();
         assert_eq!(calls, [(0, 2500), (1000, 2500), (2000, 2500), (2500, 2500)]);
+    }
+
+    /// Regression: a text export re-imported into the allow list turned block entries into
+    /// allow entries (the section header was read as a comment).
+    #[test]
+    fn a_text_export_of_the_block_list_is_refused_by_an_allow_import() {
+        let export = "# allowgate export: 3 entries\n\n\
+                      # list: block, scope: global, kind: ip\n192.0.2.7\n198.51.100.0/24 # scanners\n\n\
+                      # list: block, scope: global, kind: host\nmx.bad.example\n";
+        let mut allow = server(List::Allow);
+        allow.checks = Some("spf".parse().unwrap());
+        let problems = problems(parse_import(export.as_bytes(), &allow));
+        assert_eq!(problems.bad_lines, 3);
+        let text = problems.to_string();
+        assert!(
+            text.contains(
+                "lines 4–5 (2 lines): the section on line 3 is for the block list, but this \
+                 import is for the allow list"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 8: the section on line 7 is for the block list"),
+            "{text}"
+        );
+        // Into the block list it imports, each value with its section's kind.
+        let parsed = parse_import(export.as_bytes(), &server(List::Block)).unwrap();
+        let kinds: Vec<EntryKind> = parsed.entries.iter().map(|e| e.entry.kind()).collect();
+        assert_eq!(kinds, [EntryKind::Ip, EntryKind::Ip, EntryKind::Host]);
+        assert_eq!(
+            parsed.entries[1].entry.comment.as_ref().map(|c| c.as_str()),
+            Some("scanners")
+        );
+    }
+
+    #[test]
+    fn text_sections_of_another_scope_or_kind_are_refused() {
+        let tenant = "# list: block, scope: acme, kind: ip\n192.0.2.7\n";
+        let text = problems(parse_import(tenant.as_bytes(), &server(List::Block))).to_string();
+        assert!(
+            text.contains("line 2: the section on line 1 is for scope acme, but this import is for scope global"),
+            "{text}"
+        );
+        let email = "# list: block, scope: global, kind: email\nuser@example.com\n";
+        let text = problems(parse_import(email.as_bytes(), &server(List::Block))).to_string();
+        assert!(
+            text.contains("is of kind email, which does not belong in a server import"),
+            "{text}"
+        );
+        // A value under a section is of the section's kind, never guessed.
+        let req = ImportRequest::new(List::Block, ImportFamily::Email);
+        let domain = "# list: block, scope: global, kind: domain\nuser@example.com\n";
+        let errors = invalid(parse_import(domain.as_bytes(), &req));
+        assert_eq!((errors.len(), errors[0].line), (1, 2), "{errors:#?}");
+        // A header that cannot be read is an error; a comment that merely starts with `list:`
+        // is a comment.
+        let bad = "# list: block, scope: global, kind: ip, checks: spf\n192.0.2.7\n";
+        let errors = invalid(parse_import(bad.as_bytes(), &server(List::Block)));
+        assert_eq!(errors[0].line, 1, "{errors:#?}");
+        assert!(errors[0].reason.contains("unreadable section header"));
+        let fine = "# list: partner relays\n192.0.2.7\n";
+        assert_eq!(
+            values(&parse_import(fine.as_bytes(), &server(List::Block)).unwrap()),
+            ["192.0.2.7"]
+        );
+    }
+
+    /// Regression: invalid UTF-8 on several lines named only the first.
+    #[test]
+    fn every_line_with_invalid_utf8_is_named() {
+        let data = b"192.0.2.1\nmx.\xffexample.com\n192.0.2.3\n192.0.2.4\n\xfe\n\xc3(\n";
+        let err = parse_import(data, &server(List::Block)).unwrap_err();
+        let ImportError::NotUtf8 { lines } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(lines.ranges(), [(2, 2), (5, 6)]);
+        assert_eq!(lines.count(), 3);
+        assert!(err.to_string().contains("lines 2, 5–6 (3 lines)"), "{err}");
+    }
+
+    /// Regression: with 1,500 bad lines the report said 1,000.
+    #[test]
+    fn fifteen_hundred_bad_lines_are_counted_as_fifteen_hundred() {
+        let data: String = (0..1500).map(|i| format!("192.0.{i}.300\n")).collect();
+        let problems = problems(parse_import(data.as_bytes(), &server(List::Block)));
+        assert_eq!(problems.bad_lines, 1500);
+        assert_eq!(problems.problems.len(), MAX_LINE_ERRORS);
+        assert_eq!(problems.unlisted, 500);
+        assert!(
+            problems
+                .to_string()
+                .starts_with("import rejected, nothing changed: 1500 invalid lines"),
+            "{problems}"
+        );
+    }
+
+    /// Regression: an allow import without --bypass printed the same error for every entry;
+    /// so did a scope mismatch and a malware bypass.
+    #[test]
+    fn one_mistake_on_fifty_lines_is_reported_once_with_its_lines() {
+        let mut data: String = (1..=50).map(|i| format!("192.0.2.{i}\n")).collect();
+        data.push_str("192.0.2.300\n");
+        let errors = invalid(parse_import(data.as_bytes(), &server(List::Allow)));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        let text = problems(parse_import(data.as_bytes(), &server(List::Allow))).to_string();
+        assert!(
+            text.contains("\n  lines 1–51 (51 lines): allow entries need a set of checks"),
+            "{text}"
+        );
+        assert!(text.contains("\n  line 51: `192.0.2.300`: "), "{text}");
+
+        let mut req = server(List::Allow);
+        req.checks = Some("malware".parse().unwrap());
+        let errors = invalid(parse_import(data.as_bytes(), &req));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].reason.contains("confirm with --force"));
+
+        let mut req = server(List::Block);
+        req.format = ImportFormat::Csv;
+        let csv: String = std::iter::once("value,scope\n".to_string())
+            .chain((1..=50).map(|i| format!("192.0.2.{i},acme\n")))
+            .collect();
+        let errors = invalid(parse_import(csv.as_bytes(), &req));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].reason.contains("is for scope acme"));
+    }
+
+    #[test]
+    fn warnings_about_every_entry_are_reported_once() {
+        let mut req = ImportRequest::new(List::Allow, ImportFamily::Email);
+        req.checks = Some(CheckSet::ALL);
+        req.force = true;
+        let data: String = (1..=50)
+            .map(|i| format!("user{i}@partner.example\n"))
+            .chain(["ceo@gmail.com\n".to_string()])
+            .collect();
+        let parsed = parse_import(data.as_bytes(), &req).unwrap();
+        let text: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|w| w.starts_with("lines 1–51 (51 lines): this entry bypasses malware")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|w| w
+                .starts_with("lines 1–50 (50 lines): sender allow entries without --require-auth")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(
+                |w| w.starts_with("line 51: `ceo@gmail.com`: `gmail.com` is a freemail domain")
+            ),
+            "{text:#?}"
+        );
+        assert_eq!(text.len(), 3, "{text:#?}");
+    }
+
+    /// Regression: values with ESC or CR were echoed raw in import errors.
+    #[test]
+    fn control_bytes_in_values_are_escaped_in_errors() {
+        let data = "bad\u{1b}[2Jhost!\r\n\u{1b}]0;title\u{7}.example\n";
+        let err = parse_import(data.as_bytes(), &server(List::Block)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("bad\\u{1b}[2Jhost!"), "{text}");
+        let json = serde_json::to_string(&err).unwrap();
+        assert!(!json.contains('\u{1b}'), "{json}");
     }
 
     proptest::proptest! {

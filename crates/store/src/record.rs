@@ -36,20 +36,6 @@ pub(crate) fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-/// SQL for the JSON form of entry row `e` joined with its tenant `t`: the same document as
-/// [`entry_to_json`] (check ids contain only `a-z` and `-`, so splitting at `,` is exact).
-pub(crate) const ENTRY_JSON_SQL: &str = r#"json_object(
-    'id', e.id, 'list', e.list, 'scope', COALESCE(t.name, 'global'), 'kind', e.kind,
-    'value', e.value,
-    'checks', json(CASE WHEN e.checks = '' THEN '[]'
-                        ELSE '["' || replace(e.checks, ',', '","') || '"]' END),
-    'comment', e.comment,
-    'require_auth', json(CASE WHEN e.require_auth THEN 'true' ELSE 'false' END),
-    'internal', json(CASE WHEN e.internal THEN 'true' ELSE 'false' END),
-    'starts_at', e.starts_at, 'expires_at', e.expires_at,
-    'enabled', json(CASE WHEN e.enabled THEN 'true' ELSE 'false' END),
-    'created_at', e.created_at, 'created_by', e.created_by)"#;
-
 impl<'a> EntryJson<'a> {
     /// The fields of a new entry (export form: no id, no creation data).
     pub(crate) fn new(entry: &'a NewEntry) -> EntryJson<'a> {
@@ -91,14 +77,17 @@ impl<'a> EntryJson<'a> {
 /// `checks` (an array of check ids, or `["all"]`), `comment`, `require_auth`, `internal`,
 /// `starts_at`, `expires_at`, `enabled`, `created_at`, `created_by`. Audit records use this form;
 /// JSON export uses it without `id`, `created_at` and `created_by`. JSON import accepts both.
-pub fn entry_to_json(entry: &Entry) -> serde_json::Value {
+pub fn entry_to_json(entry: &Entry) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(EntryJson::stored(
         entry.id.0,
         &entry.entry,
         entry.created_at,
         &entry.created_by,
     ))
-    .unwrap_or(serde_json::Value::Null)
+    .map_err(|source| StoreError::Encode {
+        what: "an entry",
+        source,
+    })
 }
 
 /// An `entries` row joined with its tenant's name.

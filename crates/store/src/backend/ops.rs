@@ -1,0 +1,842 @@
+//! The store's operations, written once and compiled once per backend (see [`crate::backend`]):
+//! `Db` is the backend's sqlx database type and `dialect` its module of database-specific SQL.
+//! Everything here is portable SQL with `$n` placeholders.
+
+use allowgate_types::{Actor, Domain, Entry, EntryId, NewEntry, Scope, Tenant, TenantName};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use sqlx::{Pool, QueryBuilder};
+
+use super::{self as dialect, Db};
+use crate::error::{ImportError, StoreError};
+use crate::import::{self, ImportMode, ImportReport, ImportRequest};
+use crate::record::{ENTRY_COLUMNS, EntryRow};
+use crate::{AuditRecord, EntryFilter, Policy, TenantRemoval, UnreadableEntry, now};
+
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// The operations over one backend's connection pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Ops {
+    pool: Pool<Db>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditDbRow {
+    id: i64,
+    revision_id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    object: String,
+    object_id: Option<i64>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl Ops {
+    /// Open `url` (see [`dialect::connect`]).
+    pub(crate) async fn open(url: &str, options: &crate::StoreOptions) -> Result<Ops, StoreError> {
+        Ok(Ops {
+            pool: dialect::connect(url, options).await?,
+        })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn add_tenant(
+        &self,
+        name: &TenantName,
+        domains: &[Domain],
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::TenantExists {
+                name: name.to_string(),
+            });
+        }
+        let domains = sorted(domains);
+        check_domains_free(&mut tx, &domains).await?;
+        let at = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_domains(&mut tx, id, &domains).await?;
+        let tenant = Tenant {
+            name: name.clone(),
+            domains,
+        };
+        let revision = new_revision(&mut tx, at, actor, &format!("add tenant {name}")).await?;
+        let change = TenantChange::new(revision, at, actor, id);
+        change.audit(&mut tx, "add", None, Some(&tenant)).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    pub(crate) async fn add_tenant_domains(
+        &self,
+        name: &TenantName,
+        domains: &[Domain],
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let (id, before) = tenant_by_name(&mut tx, name).await?;
+        let added = sorted(domains);
+        if added.is_empty() {
+            return Ok(before);
+        }
+        check_domains_free(&mut tx, &added).await?;
+        insert_domains(&mut tx, id, &added).await?;
+        let mut after = before.clone();
+        after.domains.extend(added.iter().cloned());
+        after.domains.sort();
+        let at = now();
+        let summary = format!("add domains {} to tenant {name}", joined(&added));
+        let revision = new_revision(&mut tx, at, actor, &summary).await?;
+        let change = TenantChange::new(revision, at, actor, id);
+        change
+            .audit(&mut tx, "update", Some(&before), Some(&after))
+            .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub(crate) async fn remove_tenant_domain(
+        &self,
+        name: &TenantName,
+        domain: &Domain,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let (id, before) = tenant_by_name(&mut tx, name).await?;
+        if !before.domains.contains(domain) {
+            return Err(StoreError::DomainNotOwned {
+                domain: domain.to_string(),
+                tenant: name.to_string(),
+            });
+        }
+        sqlx::query("DELETE FROM tenant_domains WHERE domain = $1 AND tenant_id = $2")
+            .bind(domain.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let mut after = before.clone();
+        after.domains.retain(|d| d != domain);
+        let at = now();
+        let summary = format!("remove domain {domain} from tenant {name}");
+        let revision = new_revision(&mut tx, at, actor, &summary).await?;
+        let change = TenantChange::new(revision, at, actor, id);
+        change
+            .audit(&mut tx, "update", Some(&before), Some(&after))
+            .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub(crate) async fn remove_tenant(
+        &self,
+        name: &TenantName,
+        with_entries: bool,
+        actor: &Actor,
+    ) -> Result<TenantRemoval, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let (id, tenant) = tenant_by_name(&mut tx, name).await?;
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE tenant_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let entries = u64::try_from(entries).unwrap_or(0);
+        if entries > 0 && !with_entries {
+            return Err(StoreError::TenantHasEntries {
+                name: name.to_string(),
+                entries,
+            });
+        }
+        let at = now();
+        let summary = if entries > 0 {
+            format!("remove tenant {name} and its {entries} entries")
+        } else {
+            format!("remove tenant {name}")
+        };
+        let revision = new_revision(&mut tx, at, actor, &summary).await?;
+        if entries > 0 {
+            let mut audit = audit_entries(revision, at, actor, AuditAction::Remove);
+            audit.push("e.tenant_id = ").push_bind(id);
+            audit.build().execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM entries WHERE tenant_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM tenant_domains WHERE tenant_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let change = TenantChange::new(revision, at, actor, id);
+        change.audit(&mut tx, "remove", Some(&tenant), None).await?;
+        tx.commit().await?;
+        Ok(TenantRemoval {
+            tenant,
+            entries_removed: entries,
+            revision,
+        })
+    }
+
+    pub(crate) async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_tenants(&mut conn).await
+    }
+
+    pub(crate) async fn add_entry(
+        &self,
+        entry: &NewEntry,
+        actor: &Actor,
+    ) -> Result<Entry, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let tenant_id = scope_tenant_id(&mut tx, &entry.scope).await?;
+        let value = entry.value.to_string();
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM entries \
+             WHERE list = $1 AND COALESCE(tenant_id, 0) = $2 AND kind = $3 AND value = $4",
+        )
+        .bind(entry.list.as_str())
+        .bind(tenant_id.unwrap_or(0))
+        .bind(entry.kind().as_str())
+        .bind(&value)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = existing {
+            return Err(StoreError::Duplicate {
+                existing: EntryId(id),
+            });
+        }
+        let at = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO entries (list, tenant_id, kind, value, checks, comment, require_auth, \
+             internal, starts_at, expires_at, enabled, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(entry.list.as_str())
+        .bind(tenant_id)
+        .bind(entry.kind().as_str())
+        .bind(&value)
+        .bind(entry.checks.to_string())
+        .bind(entry.comment.as_ref().map(|c| c.as_str()))
+        .bind(entry.require_auth)
+        .bind(entry.internal)
+        .bind(entry.starts_at)
+        .bind(entry.expires_at)
+        .bind(entry.enabled)
+        .bind(at)
+        .bind(actor.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = Entry {
+            id: EntryId(id),
+            entry: entry.clone(),
+            created_at: at,
+            created_by: actor.to_string(),
+        };
+        let summary = format!(
+            "add {} {} entry {} `{value}` ({})",
+            entry.list,
+            entry.kind(),
+            stored.id,
+            entry.scope
+        );
+        let revision = new_revision(&mut tx, at, actor, &summary).await?;
+        let mut audit = audit_entries(revision, at, actor, AuditAction::Add);
+        audit.push("e.id = ").push_bind(id);
+        audit.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub(crate) async fn remove_entry(
+        &self,
+        id: EntryId,
+        actor: &Actor,
+    ) -> Result<Entry, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e LEFT JOIN tenants t ON t.id = e.tenant_id \
+             WHERE e.id = $1"
+        );
+        let row: Option<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let entry = row.ok_or(StoreError::NotFound { id })?.into_entry()?;
+        let at = now();
+        let e = &entry.entry;
+        let summary = format!(
+            "remove {} {} entry {} `{}` ({})",
+            e.list,
+            e.kind(),
+            id,
+            e.value,
+            e.scope
+        );
+        let revision = new_revision(&mut tx, at, actor, &summary).await?;
+        let mut audit = audit_entries(revision, at, actor, AuditAction::Remove);
+        audit.push("e.id = ").push_bind(id.0);
+        audit.build().execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM entries WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    pub(crate) async fn entries(&self, filter: &EntryFilter) -> Result<Vec<Entry>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_entries(&mut conn, filter).await
+    }
+
+    pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_revision(&mut conn).await
+    }
+
+    pub(crate) async fn load_policy(&self) -> Result<Policy, StoreError> {
+        let mut tx = dialect::begin_read(&self.pool).await?;
+        // The first read fixes the snapshot the other two see.
+        let revision = read_revision(&mut tx).await?;
+        let tenants = read_tenants(&mut tx).await?;
+        let rows = read_entry_rows(&mut tx, &EntryFilter::default()).await?;
+        tx.rollback().await?;
+        // A row that no longer validates (edited by hand, or refused by a stricter rule since
+        // it was stored) is left out and reported, not allowed to stop every decision.
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in rows {
+            let id = EntryId(row.id);
+            match row.into_entry() {
+                Ok(e) => entries.push(e),
+                Err(e) => unreadable.push(UnreadableEntry {
+                    id,
+                    reason: match e {
+                        StoreError::Corrupt { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                }),
+            }
+        }
+        Ok(Policy {
+            revision,
+            tenants,
+            entries,
+            unreadable,
+        })
+    }
+
+    pub(crate) async fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows: Vec<AuditDbRow> = sqlx::query_as(
+            "SELECT id, revision_id, at, actor, action, object, object_id, before, after \
+             FROM audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let json = |text: Option<String>| {
+                    text.map(|t| serde_json::from_str(&t))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt {
+                            table: "audit",
+                            id: row.id,
+                            reason: e.to_string(),
+                        })
+                };
+                Ok(AuditRecord {
+                    id: row.id,
+                    revision: row.revision_id,
+                    at: row.at,
+                    before: json(row.before)?,
+                    after: json(row.after)?,
+                    actor: row.actor,
+                    action: row.action,
+                    object: row.object,
+                    object_id: row.object_id,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn import(
+        &self,
+        req: &ImportRequest,
+        data: &[u8],
+        actor: &Actor,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<ImportReport, ImportError> {
+        let parsed = import::parse_with_progress(data, req, &|done, n| progress(done, 2 * n))?;
+        let total = 2 * parsed.values;
+        let mut done = parsed.values + parsed.duplicates;
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let tenant = scope_tenant_id(&mut tx, &req.scope).await?;
+        if req.mode == ImportMode::Replace && parsed.entries.is_empty() && !req.allow_empty {
+            // A file with nothing in it would empty the list: only on explicit confirmation.
+            let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM entries WHERE ");
+            push_family_condition(&mut count, "", req, tenant);
+            let existing: i64 = count.build_query_scalar().fetch_one(&mut *tx).await?;
+            if existing > 0 {
+                return Err(ImportError::WouldEmpty {
+                    existing: u64::try_from(existing).unwrap_or(0),
+                    list: req.list,
+                    scope: req.scope.clone(),
+                    family: req.family,
+                });
+            }
+        }
+        let at = now();
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO revisions (created_at, actor, summary) VALUES ($1, $2, '') RETURNING id",
+        )
+        .bind(at)
+        .bind(actor.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let mut removed = 0;
+        if req.mode == ImportMode::Replace {
+            let mut audit = audit_entries(revision, at, actor, AuditAction::Remove);
+            push_family_condition(&mut audit, "e.", req, tenant);
+            audit.build().execute(&mut *tx).await?;
+            let mut delete = QueryBuilder::<Db>::new("DELETE FROM entries WHERE ");
+            push_family_condition(&mut delete, "", req, tenant);
+            removed = delete.build().execute(&mut *tx).await?.rows_affected();
+        }
+
+        let shared = dialect::SharedColumns {
+            list: req.list.as_str(),
+            tenant,
+            at,
+            actor: actor.as_str(),
+        };
+        let mut inserted: Vec<i64> = Vec::with_capacity(parsed.entries.len());
+        let chunks: Vec<_> = parsed.entries.chunks(dialect::ENTRY_CHUNK).collect();
+        // Two statements in turn. The database hands the ids over one row at a time; waiting
+        // for each would wake this task once per row. So: wait for the first id (SQLite has made
+        // every insert of the statement by then), build the next statement while the rest
+        // arrive, then take them all.
+        let mut statements = [QueryBuilder::<Db>::new(""), QueryBuilder::<Db>::new("")];
+        if let Some(first) = chunks.first() {
+            dialect::insert_entries(&mut statements[0], &shared, first);
+        }
+        for (i, chunk) in chunks.iter().enumerate() {
+            let [even, odd] = &mut statements;
+            let (current, next) = if i % 2 == 0 { (even, odd) } else { (odd, even) };
+            let mut prepare = || {
+                if let Some(next_chunk) = chunks.get(i + 1) {
+                    dialect::insert_entries(next, &shared, next_chunk);
+                }
+            };
+            let mut ids = current.build_query_scalar::<i64>().fetch(&mut *tx);
+            match ids.try_next().await? {
+                Some(id) => {
+                    inserted.push(id);
+                    prepare();
+                    while let Some(id) = ids.try_next().await? {
+                        inserted.push(id);
+                    }
+                }
+                None => prepare(),
+            }
+            drop(ids);
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        // One audit row for every row inserted, and for no other: the ids the inserts returned,
+        // as runs of consecutive ids (usually one run), each covering exactly ids of ours.
+        inserted.sort_unstable();
+        let runs = id_runs(&inserted);
+        for runs in runs.chunks(dialect::ID_RUN_CHUNK) {
+            let mut audit = audit_entries(revision, at, actor, AuditAction::Add);
+            for (i, (first, last)) in runs.iter().enumerate() {
+                audit.push(if i == 0 {
+                    "(e.id BETWEEN "
+                } else {
+                    " OR (e.id BETWEEN "
+                });
+                audit
+                    .push_bind(*first)
+                    .push(" AND ")
+                    .push_bind(*last)
+                    .push(")");
+            }
+            audit.build().execute(&mut *tx).await?;
+        }
+        let added = inserted.len() as u64;
+        let duplicates = parsed.duplicates + (parsed.entries.len() as u64 - added);
+
+        let revision = if added == 0 && removed == 0 {
+            tx.rollback().await?;
+            self.revision().await?
+        } else {
+            let summary = format!(
+                "import into {} {}: {added} added, {removed} removed, {duplicates} duplicates",
+                req.list, req.scope
+            );
+            sqlx::query("UPDATE revisions SET summary = $1 WHERE id = $2")
+                .bind(summary)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            revision
+        };
+        progress(total, total);
+        Ok(ImportReport {
+            added,
+            duplicates,
+            removed,
+            warnings: parsed.warnings,
+            revision,
+        })
+    }
+}
+
+/// Sorted ids as runs of consecutive ids, `(first, last)` each.
+fn id_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &id in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+/// Domains sorted, each once.
+fn sorted(domains: &[Domain]) -> Vec<Domain> {
+    let mut domains = domains.to_vec();
+    domains.sort();
+    domains.dedup();
+    domains
+}
+
+fn joined(domains: &[Domain]) -> String {
+    domains
+        .iter()
+        .map(Domain::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`StoreError::DomainTaken`] for the first of `domains` that a tenant owns already.
+async fn check_domains_free(conn: &mut Conn, domains: &[Domain]) -> Result<(), StoreError> {
+    for domain in domains {
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT t.name FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id \
+             WHERE d.domain = $1",
+        )
+        .bind(domain.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(tenant) = owner {
+            return Err(StoreError::DomainTaken {
+                domain: domain.to_string(),
+                tenant,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn insert_domains(
+    conn: &mut Conn,
+    tenant_id: i64,
+    domains: &[Domain],
+) -> Result<(), StoreError> {
+    for domain in domains {
+        sqlx::query("INSERT INTO tenant_domains (domain, tenant_id) VALUES ($1, $2)")
+            .bind(domain.as_str())
+            .bind(tenant_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A tenant's id and the tenant; [`StoreError::TenantNotFound`] if there is none by that name.
+async fn tenant_by_name(conn: &mut Conn, name: &TenantName) -> Result<(i64, Tenant), StoreError> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let id = id.ok_or_else(|| StoreError::TenantNotFound {
+        name: name.to_string(),
+    })?;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let domains = rows
+        .iter()
+        .map(|d| domain_of_row(id, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        id,
+        Tenant {
+            name: name.clone(),
+            domains,
+        },
+    ))
+}
+
+fn domain_of_row(tenant_id: i64, text: &str) -> Result<Domain, StoreError> {
+    Domain::parse(text).map_err(|e| StoreError::Corrupt {
+        table: "tenant_domains",
+        id: tenant_id,
+        reason: e.to_string(),
+    })
+}
+
+/// Every tenant with its domains, by name.
+async fn read_tenants(conn: &mut Conn) -> Result<Vec<Tenant>, StoreError> {
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, t.name, d.domain FROM tenants t LEFT JOIN tenant_domains d \
+         ON d.tenant_id = t.id ORDER BY t.name, d.domain",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut tenants: Vec<Tenant> = Vec::new();
+    let mut last_id = None;
+    for (id, name, domain) in rows {
+        if last_id != Some(id) {
+            last_id = Some(id);
+            let name = TenantName::parse(&name).map_err(|e| StoreError::Corrupt {
+                table: "tenants",
+                id,
+                reason: e.to_string(),
+            })?;
+            tenants.push(Tenant {
+                name,
+                domains: Vec::new(),
+            });
+        }
+        if let (Some(domain), Some(tenant)) = (domain, tenants.last_mut()) {
+            tenant.domains.push(domain_of_row(id, &domain)?);
+        }
+    }
+    Ok(tenants)
+}
+
+/// The entries selected by `filter`, ordered by id.
+async fn read_entries(conn: &mut Conn, filter: &EntryFilter) -> Result<Vec<Entry>, StoreError> {
+    let rows = read_entry_rows(conn, filter).await?;
+    rows.into_iter().map(EntryRow::into_entry).collect()
+}
+
+/// The rows of the entries selected by `filter`, by id, not yet validated.
+async fn read_entry_rows(
+    conn: &mut Conn,
+    filter: &EntryFilter,
+) -> Result<Vec<EntryRow>, StoreError> {
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries e LEFT JOIN tenants t ON t.id = e.tenant_id \
+         WHERE 1 = 1"
+    ));
+    if let Some(list) = filter.list {
+        query.push(" AND e.list = ").push_bind(list.as_str());
+    }
+    match &filter.scope {
+        None => {}
+        Some(Scope::Global) => {
+            query.push(" AND e.tenant_id IS NULL");
+        }
+        Some(scope @ Scope::Tenant(_)) => {
+            let id = scope_tenant_id(&mut *conn, scope).await?;
+            query.push(" AND e.tenant_id = ").push_bind(id);
+        }
+    }
+    if let Some(kind) = filter.kind {
+        query.push(" AND e.kind = ").push_bind(kind.as_str());
+    }
+    query.push(" ORDER BY e.id");
+    Ok(query.build_query_as().fetch_all(&mut *conn).await?)
+}
+
+async fn read_revision(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revisions")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// `list = … AND COALESCE(tenant_id, 0) = … AND kind IN (…)`: the import's list, scope and
+/// family, for `prefix`ed columns.
+fn push_family_condition(
+    query: &mut QueryBuilder<Db>,
+    prefix: &str,
+    req: &ImportRequest,
+    tenant: Option<i64>,
+) {
+    query
+        .push(format!("{prefix}list = "))
+        .push_bind(req.list.as_str());
+    query
+        .push(format!(" AND COALESCE({prefix}tenant_id, 0) = "))
+        .push_bind(tenant.unwrap_or(0));
+    query.push(format!(" AND {prefix}kind IN ("));
+    let mut separated = query.separated(", ");
+    for kind in req.family.kinds() {
+        separated.push_bind(kind.as_str());
+    }
+    query.push(")");
+}
+
+/// The tenant id of a scope (`None` for global); [`StoreError::UnknownTenant`] if it does not
+/// exist.
+async fn scope_tenant_id(conn: &mut Conn, scope: &Scope) -> Result<Option<i64>, StoreError> {
+    match scope {
+        Scope::Global => Ok(None),
+        Scope::Tenant(name) => {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+            id.map(Some).ok_or_else(|| StoreError::UnknownTenant {
+                name: name.to_string(),
+            })
+        }
+    }
+}
+
+async fn new_revision(
+    conn: &mut Conn,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    summary: &str,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO revisions (created_at, actor, summary) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(at)
+    .bind(actor.as_str())
+    .bind(summary)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Whether an audit row records an addition (`after`) or a removal (`before`).
+#[derive(Clone, Copy)]
+enum AuditAction {
+    Add,
+    Remove,
+}
+
+/// `INSERT INTO audit … SELECT … FROM entries e … WHERE ` writing one audit row per selected
+/// entry, its JSON built by the database; the caller appends the condition.
+fn audit_entries(
+    revision: i64,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    action: AuditAction,
+) -> QueryBuilder<Db> {
+    let (name, column) = match action {
+        AuditAction::Add => ("add", "after"),
+        AuditAction::Remove => ("remove", "before"),
+    };
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "INSERT INTO audit (revision_id, at, actor, action, object, object_id, {column}) SELECT "
+    ));
+    query
+        .push_bind(revision)
+        .push(", ")
+        .push_bind(at)
+        .push(", ")
+        .push_bind(actor.as_str().to_string());
+    query.push(format!(
+        ", '{name}', 'entry', e.id, {json} \
+         FROM entries e LEFT JOIN tenants t ON t.id = e.tenant_id WHERE ",
+        json = dialect::ENTRY_JSON_SQL
+    ));
+    query
+}
+
+/// Who changed which tenant in which revision, for its audit row.
+struct TenantChange<'a> {
+    revision: i64,
+    at: DateTime<Utc>,
+    actor: &'a Actor,
+    tenant_id: i64,
+}
+
+impl<'a> TenantChange<'a> {
+    fn new(revision: i64, at: DateTime<Utc>, actor: &'a Actor, tenant_id: i64) -> Self {
+        TenantChange {
+            revision,
+            at,
+            actor,
+            tenant_id,
+        }
+    }
+
+    /// Write the audit row: `action` (`add`, `update`, `remove`) with the tenant before and
+    /// after the change.
+    async fn audit(
+        &self,
+        conn: &mut Conn,
+        action: &str,
+        before: Option<&Tenant>,
+        after: Option<&Tenant>,
+    ) -> Result<(), StoreError> {
+        let json = |t: Option<&Tenant>| {
+            t.map(serde_json::to_string)
+                .transpose()
+                .map_err(|source| StoreError::Encode {
+                    what: "the tenant's audit record",
+                    source,
+                })
+        };
+        sqlx::query(
+            "INSERT INTO audit (revision_id, at, actor, action, object, object_id, before, after) \
+             VALUES ($1, $2, $3, $4, 'tenant', $5, $6, $7)",
+        )
+        .bind(self.revision)
+        .bind(self.at)
+        .bind(self.actor.as_str())
+        .bind(action)
+        .bind(self.tenant_id)
+        .bind(json(before)?)
+        .bind(json(after)?)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_runs;
+
+    #[test]
+    fn ids_become_runs_of_consecutive_ids() {
+        assert_eq!(id_runs(&[]), []);
+        assert_eq!(id_runs(&[7]), [(7, 7)]);
+        assert_eq!(id_runs(&[1, 2, 3, 5, 6, 9]), [(1, 3), (5, 6), (9, 9)]);
+    }
+}
