@@ -486,8 +486,8 @@ fn text_rows(text: &str, problems: &mut Reports) -> Vec<RawRow> {
             continue;
         }
         let (values, comment) = split_comment(line);
-        for value in values
-            .split([',', ';'])
+        for value in split_values(values)
+            .into_iter()
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
@@ -509,18 +509,50 @@ fn text_rows(text: &str, problems: &mut Reports) -> Vec<RawRow> {
     rows
 }
 
-/// Split `value # comment` at the first `#` that starts the line or follows white space (so
-/// that a `#` inside an address's local part stays part of the value).
+/// Split `value # comment` at the first `#` that starts the line or follows white space, outside
+/// a quoted local part (so that a `#` inside an address stays part of the value).
 fn split_comment(line: &str) -> (&str, Option<&str>) {
     let mut previous_space = true;
-    for (i, c) in line.char_indices() {
-        if c == '#' && previous_space {
+    for (i, c, quoted) in outside_quotes(line) {
+        if c == '#' && previous_space && !quoted {
             let comment = line[i + 1..].trim();
             return (line[..i].trim(), (!comment.is_empty()).then_some(comment));
         }
         previous_space = c.is_whitespace();
     }
     (line, None)
+}
+
+/// Split values at `,` and `;`, but not inside a quoted local part (`"a,b"@example.com`).
+fn split_values(text: &str) -> Vec<&str> {
+    let mut values = Vec::new();
+    let mut start = 0;
+    for (i, c, quoted) in outside_quotes(text) {
+        if matches!(c, ',' | ';') && !quoted {
+            values.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    values.push(&text[start..]);
+    values
+}
+
+/// Each character with its position and whether it is inside a `"…"` quoted string (where `\`
+/// escapes the next character), the quotes themselves counting as inside.
+fn outside_quotes(text: &str) -> impl Iterator<Item = (usize, char, bool)> + '_ {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    text.char_indices().map(move |(i, c)| {
+        let inside = in_quotes || c == '"';
+        if escaped {
+            escaped = false;
+        } else if in_quotes && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            in_quotes = !in_quotes;
+        }
+        (i, c, inside)
+    })
 }
 
 /// A CSV column / JSON field.
@@ -933,6 +965,43 @@ mod tests {
             .iter()
             .map(|e| e.entry.value.to_string())
             .collect()
+    }
+
+    /// A quoted local part may hold `,`, `;` and ` #`: a text file (and a text export) keeps
+    /// such an address whole.
+    #[test]
+    fn quoted_local_parts_with_separators_survive_a_text_export_regression() {
+        let req = ImportRequest::new(List::Block, ImportFamily::Email);
+        let data = "\"a,b\"@x.example; \"c;d #e\"@x.example, plain@x.example # note\n";
+        let parsed = parse_import(data.as_bytes(), &req).unwrap();
+        assert_eq!(
+            values(&parsed),
+            [
+                "\"a,b\"@x.example",
+                "\"c;d #e\"@x.example",
+                "plain@x.example"
+            ]
+        );
+        assert!(
+            parsed
+                .entries
+                .iter()
+                .all(|e| e.entry.comment.as_ref().map(|c| c.as_str()) == Some("note"))
+        );
+        let stored: Vec<allowgate_types::Entry> = parsed
+            .entries
+            .iter()
+            .zip(1..)
+            .map(|(p, id)| allowgate_types::Entry {
+                id: allowgate_types::EntryId(id),
+                entry: p.entry.clone(),
+                created_at: chrono::Utc::now(),
+                created_by: "test".into(),
+            })
+            .collect();
+        let text = crate::export::render(&stored, ImportFormat::Text).unwrap();
+        let again = parse_import(text.as_bytes(), &req).unwrap();
+        assert_eq!(values(&again), values(&parsed), "{text}");
     }
 
     /// A problem flattened: its first line, its value (or ""), its message.
