@@ -272,6 +272,10 @@ fn miss_queries(world: &World, n: usize, seed: u64) -> Vec<Query> {
 struct Samples {
     compile_ms: Vec<f64>,
     heap_bytes: i64,
+    /// Heap bytes of the lookup structures alone (IP maps, name index, per-entry metadata for
+    /// the new engine; IP interval and line maps for the previous one, which kept its name
+    /// index in std hash maps it could not measure).
+    index_bytes: usize,
     /// Per round: median and p99 ns of hit decisions, then of miss decisions.
     hit_median: Vec<f64>,
     hit_p99: Vec<f64>,
@@ -407,6 +411,7 @@ fn run_size(n: usize, o: &Options) -> SizeReport {
             for s in [&mut report.staged, &mut report.evaluate] {
                 s.compile_ms.push(ms);
                 s.heap_bytes = heap;
+                s.index_bytes = snapshot.index_heap_bytes();
             }
             let mut header = String::with_capacity(256);
             let mut staged = |c: &Context| {
@@ -458,6 +463,7 @@ fn run_size(n: usize, o: &Options) -> SizeReport {
         let (snapshot, ms, heap) = compile_old(&world);
         report.baseline.compile_ms.push(ms);
         report.baseline.heap_bytes = heap;
+        report.baseline.index_bytes = snapshot.ip_heap_bytes();
         let old = |c: &baseline::Context| {
             let v = baseline::evaluate(&snapshot, c);
             v.bypassed.len() as u64 + v.matched.len() as u64
@@ -477,10 +483,10 @@ fn print(reports: &[SizeReport], o: &Options) {
     );
     println!(
         "| entries | engine | hit median ns | hit p99 ns | miss median ns | miss p99 ns | \
-         allocs/hit | allocs/miss | compile ms | heap B/entry | baseline/this (hit median) | \
-         baseline/this (miss median) | baseline/this (compile) |"
+         allocs/hit | allocs/miss | compile ms | heap B/entry | index B/entry | \
+         baseline/this (hit median) | baseline/this (miss median) | baseline/this (compile) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
         let base_hit = median(&r.baseline.hit_median);
         let base_miss = median(&r.baseline.miss_median);
@@ -497,13 +503,14 @@ fn print(reports: &[SizeReport], o: &Options) {
             );
             println!(
                 "| {} | {name} | {hit:.0} | {:.0} | {miss:.0} | {:.0} | {:.2} | {:.2} | {ms:.0} | \
-                 {:.1} | {:.2}× | {:.2}× | {:.2}× |",
+                 {:.1} | {:.1} | {:.2}× | {:.2}× | {:.2}× |",
                 r.entries,
                 median(&s.hit_p99),
                 median(&s.miss_p99),
                 s.hit_allocs,
                 s.miss_allocs,
                 s.heap_bytes as f64 / r.entries as f64,
+                s.index_bytes as f64 / r.entries as f64,
                 base_hit / hit,
                 base_miss / miss,
                 base_ms / ms,
