@@ -68,12 +68,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |s: &str| {
-            s.trim()
-                .replace('_', "")
-                .parse::<usize>()
-                .map_err(|e| format!("{flag}: bad number {s:?}: {e}"))
-        };
+        let number = |s: &str| crate::number(flag, s);
         match flag.as_str() {
             "--sizes" => o.sizes = value.split(',').map(number).collect::<Result<_, _>>()?,
             "--rounds" => o.rounds = number(value)?,

@@ -75,12 +75,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         let value = it
             .next()
             .ok_or_else(|| format!("{flag} needs a value\n{}", usage()))?;
-        let number = |s: &str| {
-            s.trim()
-                .replace('_', "")
-                .parse::<usize>()
-                .map_err(|e| format!("{flag}: bad number {s:?}: {e}"))
-        };
+        let number = |s: &str| number(flag, s);
         match flag.as_str() {
             "--sizes" => {
                 options.sizes = value.split(',').map(number).collect::<Result<_, _>>()?;
@@ -94,6 +89,14 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         return Err("sizes, rounds and queries must be positive".to_owned());
     }
     Ok(options)
+}
+
+/// A count given to `flag` (`1_000_000` allowed).
+fn number(flag: &str, s: &str) -> Result<usize, String> {
+    s.trim()
+        .replace('_', "")
+        .parse::<usize>()
+        .map_err(|e| format!("{flag}: bad number {s:?}: {e}"))
 }
 
 /// Times `lookup` over `queries`; returns ns per lookup and the number of hits.

@@ -267,35 +267,32 @@ impl<'e> Decision<'e> {
 
     /// The entries that bypass a check bypassed for the whole message, sorted, each once.
     pub fn exempted_by(&self) -> SmallVec<[EntryId; 4]> {
+        self.ids_where(|meta, d| {
+            meta.list == List::Allow
+                && applies(meta.flags, d.auth)
+                && !meta.bypass.intersection(self.bypass).is_empty()
+        })
+    }
+
+    /// The block entries that block the message for at least one tenant, sorted, each once.
+    pub fn blocked_by(&self) -> SmallVec<[EntryId; 4]> {
+        self.ids_where(|meta, d| {
+            let country = meta.kind == allowgate_types::EntryKind::Country;
+            meta.list == List::Block && ((country && d.country_blocked) || (!country && d.blocked))
+        })
+    }
+
+    /// The ids of the matching entries that `keep` accepts in their group, sorted, each once.
+    fn ids_where(
+        &self,
+        keep: impl Fn(&crate::snapshot::Meta, &GroupDecision) -> bool,
+    ) -> SmallVec<[EntryId; 4]> {
         let c = &self.ex.snapshot.compiled;
         let mut ids: SmallVec<[EntryId; 4]> = SmallVec::new();
         for (g, d) in self.ex.groups.iter().zip(&self.groups) {
             for h in &g.hits {
                 let meta = &c.meta[h.label as usize];
-                if meta.list == List::Allow
-                    && applies(meta.flags, d.auth)
-                    && !meta.bypass.intersection(self.bypass).is_empty()
-                {
-                    ids.push(meta.id);
-                }
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-
-    /// The block entries that block the message for at least one tenant, sorted, each once.
-    pub fn blocked_by(&self) -> SmallVec<[EntryId; 2]> {
-        let c = &self.ex.snapshot.compiled;
-        let mut ids: SmallVec<[EntryId; 2]> = SmallVec::new();
-        for (g, d) in self.ex.groups.iter().zip(&self.groups) {
-            for h in &g.hits {
-                let meta = &c.meta[h.label as usize];
-                let country = meta.kind == allowgate_types::EntryKind::Country;
-                if meta.list == List::Block
-                    && ((country && d.country_blocked) || (!country && d.blocked))
-                {
+                if keep(meta, d) {
                     ids.push(meta.id);
                 }
             }
@@ -331,7 +328,7 @@ impl<'e> Decision<'e> {
         let ids = if self.status == Status::Clean {
             self.exempted_by()
         } else {
-            self.blocked_by().into_iter().collect()
+            self.blocked_by()
         };
         if !ids.is_empty() {
             out.write_str("; entries=")?;

@@ -101,15 +101,8 @@ impl Ops {
         let mut after = before.clone();
         after.domains.extend(added.iter().cloned());
         after.domains.sort();
-        let at = now();
         let summary = format!("add domains {} to tenant {name}", joined(&added));
-        let revision = new_revision(&mut tx, at, actor, &summary).await?;
-        let change = TenantChange::new(revision, at, actor, id);
-        change
-            .audit(&mut tx, "update", Some(&before), Some(&after))
-            .await?;
-        tx.commit().await?;
-        Ok(after)
+        commit_tenant_update(tx, actor, id, &summary, &before, after).await
     }
 
     pub(crate) async fn remove_tenant_domain(
@@ -133,15 +126,8 @@ impl Ops {
             .await?;
         let mut after = before.clone();
         after.domains.retain(|d| d != domain);
-        let at = now();
         let summary = format!("remove domain {domain} from tenant {name}");
-        let revision = new_revision(&mut tx, at, actor, &summary).await?;
-        let change = TenantChange::new(revision, at, actor, id);
-        change
-            .audit(&mut tx, "update", Some(&before), Some(&after))
-            .await?;
-        tx.commit().await?;
-        Ok(after)
+        commit_tenant_update(tx, actor, id, &summary, &before, after).await
     }
 
     pub(crate) async fn remove_tenant(
@@ -778,6 +764,24 @@ fn audit_entries(
 }
 
 /// Who changed which tenant in which revision, for its audit row.
+/// Finish a change of tenant `id` from `before` to `after`: its revision, its audit row, commit.
+async fn commit_tenant_update(
+    mut tx: sqlx::Transaction<'static, Db>,
+    actor: &Actor,
+    id: i64,
+    summary: &str,
+    before: &Tenant,
+    after: Tenant,
+) -> Result<Tenant, StoreError> {
+    let at = now();
+    let revision = new_revision(&mut tx, at, actor, summary).await?;
+    TenantChange::new(revision, at, actor, id)
+        .audit(&mut tx, "update", Some(before), Some(&after))
+        .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
 struct TenantChange<'a> {
     revision: i64,
     at: DateTime<Utc>,
