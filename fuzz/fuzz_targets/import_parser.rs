@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
                 std::str::from_utf8(file).is_err(),
                 "NotUtf8 for UTF-8 input"
             );
-            assert!(lines.first().is_some_and(|l| l >= 1), "NotUtf8 without a line");
+            assert!(
+                lines.first().is_some_and(|l| l >= 1),
+                "NotUtf8 without a line"
+            );
             for (first, last) in lines.ranges() {
                 let line = file.split(|b| *b == b'\n').nth(first - 1);
                 assert!(
@@ -109,7 +112,10 @@ fn rejected(file: &[u8], problems: &ImportProblems) {
         let first = p.lines.first().unwrap_or(0);
         assert!(first >= 1, "problem on line 0: {p:?}");
         assert!(
-            p.lines.ranges().iter().all(|&(_, last)| last <= file.len() + 1),
+            p.lines
+                .ranges()
+                .iter()
+                .all(|&(_, last)| last <= file.len() + 1),
             "problem beyond the end of the file: {p:?}"
         );
         assert!(!p.message.is_empty(), "problem without a message: {p:?}");
