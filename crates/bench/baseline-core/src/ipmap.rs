@@ -40,7 +40,7 @@
 //! # Example
 //!
 //! ```
-//! use allowgate_core::ipmap::IntervalMap;
+//! use allowgate_core_baseline::ipmap::IntervalMap;
 //!
 //! // 10.0.0.0/8 is entry 0, 10.1.0.0-10.1.0.255 is entry 7.
 //! let map = IntervalMap::<u32>::build(vec![

@@ -55,7 +55,7 @@
 //! # Example
 //!
 //! ```
-//! use allowgate_core::linemap::LineMap;
+//! use allowgate_core_baseline::linemap::LineMap;
 //!
 //! // 0 below 10, 7 on [10, 20), 0 from 20.
 //! let map = LineMap::build(&[(10, 7), (20, 0)], 0).unwrap();

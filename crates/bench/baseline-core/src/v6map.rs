@@ -38,7 +38,7 @@
 //! fits.
 //!
 //! ```
-//! use allowgate_core::v6map::V6Map;
+//! use allowgate_core_baseline::v6map::V6Map;
 //!
 //! let net = 0x2001_0db8_u128 << 96; // 2001:db8::/32
 //! let host = net | 5; // 2001:db8::5
