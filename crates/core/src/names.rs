@@ -161,14 +161,9 @@ pub(crate) struct NameIndex {
 impl NameIndex {
     fn entry(&mut self, domain: &Domain) -> &mut DomainEntry {
         self.single_label_keys |= !domain.as_str().contains('.');
-        let bytes = domain.as_str().as_bytes();
-        if !self.domains.contains_key(bytes) {
-            self.domains
-                .insert(Key::from_slice(bytes), DomainEntry::default());
-        }
         self.domains
-            .get_mut(bytes)
-            .unwrap_or_else(|| unreachable!("inserted above"))
+            .entry(Key::from_slice(domain.as_str().as_bytes()))
+            .or_default()
     }
 
     /// Adds a pattern on `domain` (host, domain, `*@` address or body-domain entry).
