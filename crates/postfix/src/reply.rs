@@ -101,3 +101,108 @@ fn is_header(text: &str) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(action: PolicyAction) -> Result<String, EncodeError> {
+        let mut out = Vec::new();
+        encode_reply(&action, &mut out)?;
+        let reply = String::from_utf8(out).unwrap();
+        // Whatever the text: one line, then the empty line, and nothing else.
+        assert!(reply.starts_with("action="), "{reply:?}");
+        assert!(reply.ends_with("\n\n"), "{reply:?}");
+        assert_eq!(reply.matches('\n').count(), 2, "{reply:?}");
+        assert!(!reply.contains('\r'), "{reply:?}");
+        Ok(reply)
+    }
+
+    fn invalid(text: &str) -> Result<String, EncodeError> {
+        Err(EncodeError::InvalidHeader { text: text.into() })
+    }
+
+    #[test]
+    fn every_action_and_hostile_text() {
+        use PolicyAction::*;
+        let ok = |s: &str| Result::Ok(s.to_string());
+        #[rustfmt::skip]
+        let cases: Vec<(PolicyAction, Result<String, EncodeError>)> = vec![
+            (Ok, ok("action=OK\n\n")),
+            (Dunno, ok("action=DUNNO\n\n")),
+            (Reject("5.7.1 Sender blocked".into()), ok("action=REJECT 5.7.1 Sender blocked\n\n")),
+            (Reject(String::new()), ok("action=REJECT\n\n")),
+            (DeferIfPermit("4.7.1 Greylisted, try again later".into()),
+                ok("action=DEFER_IF_PERMIT 4.7.1 Greylisted, try again later\n\n")),
+            (DeferIfPermit(String::new()), ok("action=DEFER_IF_PERMIT\n\n")),
+            (Hold("held by allowgate".into()), ok("action=HOLD held by allowgate\n\n")),
+            (Hold(String::new()), ok("action=HOLD\n\n")),
+            (Prepend("X-Allowgate: status=clean; bypass=spf,dkim; entries=12,57; tenant=acme".into()),
+                ok("action=PREPEND X-Allowgate: status=clean; bypass=spf,dkim; entries=12,57; tenant=acme\n\n")),
+            (Prepend("X-Empty:".into()), ok("action=PREPEND X-Empty:\n\n")),
+            (Prepend("X-Tight:value".into()), ok("action=PREPEND X-Tight:value\n\n")),
+            // Hostile text cannot end the reply or add a second one.
+            (Reject("5.7.1 no\r\n\r\naction=OK".into()), ok("action=REJECT 5.7.1 no    action=OK\n\n")),
+            (DeferIfPermit("4.7.1 x\n\naction=OK\n\n".into()), ok("action=DEFER_IF_PERMIT 4.7.1 x  action=OK\n\n")),
+            (Hold("\r\n\r\naction=OK\r\n\r\n".into()), ok("action=HOLD action=OK\n\n")),
+            (Prepend("X-A: v\r\n\r\naction=OK".into()), ok("action=PREPEND X-A: v    action=OK\n\n")),
+            (Prepend("X-A: folded\r\n\tvalue".into()), ok("action=PREPEND X-A: folded   value\n\n")),
+            (Reject("\n\n".into()), ok("action=REJECT\n\n")),
+            (Reject("a\0b\u{1b}c\u{7f}d\u{85}e\u{9b}f".into()), ok("action=REJECT a b c d e f\n\n")),
+            (Reject("  5.7.1 padded  ".into()), ok("action=REJECT 5.7.1 padded\n\n")),
+            (Reject("5.7.1 bücher".into()), ok("action=REJECT 5.7.1 bücher\n\n")),
+            // PREPEND needs `Name:` with a valid name.
+            (Prepend("\r\nX-A: v".into()), ok("action=PREPEND X-A: v\n\n")),
+            (Prepend("no colon".into()), invalid("no colon")),
+            (Prepend(String::new()), invalid("")),
+            (Prepend(": value".into()), invalid(": value")),
+            (Prepend("X A: v".into()), invalid("X A: v")),
+            (Prepend("X-A : v".into()), invalid("X-A : v")),
+            (Prepend("Bücher: v".into()), invalid("Bücher: v")),
+            (Prepend("X\u{1b}A: v".into()), invalid("X\\u{1b}A: v")),
+            (Prepend("\n\naction=OK".into()), invalid("\\n\\naction=OK")),
+        ];
+        for (action, expected) in cases {
+            assert_eq!(encoded(action.clone()), expected, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary() {
+        let reply = encoded(PolicyAction::Reject("x".repeat(2_000))).unwrap();
+        assert_eq!(
+            reply,
+            format!("action=REJECT {}\n\n", "x".repeat(MAX_REPLY_TEXT))
+        );
+        // 'é' is two bytes: 500 of them fill the cap exactly.
+        let reply = encoded(PolicyAction::Hold("é".repeat(600))).unwrap();
+        assert_eq!(reply, format!("action=HOLD {}\n\n", "é".repeat(500)));
+        // 'x' then 'é's: the cut falls inside a character and moves back before it.
+        let reply = encoded(PolicyAction::Hold(format!("x{}", "é".repeat(600)))).unwrap();
+        assert_eq!(reply, format!("action=HOLD x{}\n\n", "é".repeat(499)));
+        // A cut that leaves a space at the end drops it.
+        let text = format!("{} tail", "x".repeat(MAX_REPLY_TEXT - 1));
+        let reply = encoded(PolicyAction::Reject(text)).unwrap();
+        assert_eq!(
+            reply,
+            format!("action=REJECT {}\n\n", "x".repeat(MAX_REPLY_TEXT - 1))
+        );
+        // A long header stays a header.
+        let header = format!("X-Long: {}", "v".repeat(2_000));
+        let reply = encoded(PolicyAction::Prepend(header)).unwrap();
+        assert_eq!(reply.len(), "action=PREPEND ".len() + MAX_REPLY_TEXT + 2);
+    }
+
+    #[test]
+    fn appends_and_writes_nothing_on_error() {
+        let mut out = b"before".to_vec();
+        encode_reply(&PolicyAction::Dunno, &mut out).unwrap();
+        assert_eq!(out, b"beforeaction=DUNNO\n\n");
+        let error = encode_reply(&PolicyAction::Prepend("bad".into()), &mut out).unwrap_err();
+        assert_eq!(out, b"beforeaction=DUNNO\n\n");
+        assert_eq!(
+            error.to_string(),
+            "PREPEND needs a header `Name: value` with a valid header name, not `bad`"
+        );
+    }
+}

@@ -257,3 +257,156 @@ impl fmt::Debug for PolicyRequest {
         f.debug_map().entries(self.attributes()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> PolicyRequest {
+        PolicyRequest::parse(text.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn protocol_states() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<ProtocolState>)] = &[
+            ("protocol_state=CONNECT\n\n", Some(ProtocolState::Connect)),
+            ("protocol_state=EHLO\n\n", Some(ProtocolState::Ehlo)),
+            ("protocol_state=HELO\n\n", Some(ProtocolState::Helo)),
+            ("protocol_state=MAIL\n\n", Some(ProtocolState::Mail)),
+            ("protocol_state=RCPT\n\n", Some(ProtocolState::Rcpt)),
+            ("protocol_state=DATA\n\n", Some(ProtocolState::Data)),
+            ("protocol_state=END-OF-MESSAGE\n\n", Some(ProtocolState::EndOfMessage)),
+            ("protocol_state=VRFY\n\n", Some(ProtocolState::Vrfy)),
+            ("protocol_state=ETRN\n\n", Some(ProtocolState::Etrn)),
+            ("protocol_state=rcpt\n\n", Some(ProtocolState::Other)),
+            ("protocol_state=RCPT \n\n", Some(ProtocolState::Other)),
+            ("protocol_state=\n\n", Some(ProtocolState::Other)),
+            ("request=smtpd_access_policy\n\n", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(request(input).protocol_state(), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("12345", Some(12345)),
+            ("007", Some(7)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("", None),
+            ("+5", None),
+            ("-5", None),
+            (" 5", None),
+            ("5 ", None),
+            ("1e3", None),
+            ("١٢", None),
+        ];
+        for (value, expected) in cases {
+            let r = request(&format!("size={value}\nrecipient_count={value}\n\n"));
+            assert_eq!(r.size(), *expected, "size={value:?}");
+            assert_eq!(r.recipient_count(), *expected, "recipient_count={value:?}");
+        }
+        assert_eq!(request("a=1\n\n").size(), None);
+    }
+
+    #[test]
+    fn parse_takes_exactly_one_request() {
+        let limits = Limits::default();
+        type Expected<'a> = Result<&'a [(&'a str, &'a str)], ProtocolError>;
+        #[rustfmt::skip]
+        let cases: &[(&[u8], Expected<'_>)] = &[
+            (b"a=1\nb=\n\n", Ok(&[("a", "1"), ("b", "")])),
+            (b"a=1\r\n\r\n", Ok(&[("a", "1")])),
+            (b"", Err(ProtocolError::Incomplete { bytes: 0 })),
+            (b"a=1\n", Err(ProtocolError::Incomplete { bytes: 4 })),
+            (b"a=1", Err(ProtocolError::Incomplete { bytes: 3 })),
+            (b"a=1\n\nb=2\n\n", Err(ProtocolError::TrailingBytes { bytes: 5 })),
+            (b"a=1\n\nbad", Err(ProtocolError::TrailingBytes { bytes: 3 })),
+            (b"a=1\n\n\n", Err(ProtocolError::TrailingBytes { bytes: 1 })),
+            (b"\n", Err(ProtocolError::EmptyRequest)),
+            (b"\na=1\n\n", Err(ProtocolError::EmptyRequest)),
+            (b"bad\n", Err(ProtocolError::NotNameValue { line: 1, text: "bad".into() })),
+            (b"a=1\nbad\n\n", Err(ProtocolError::NotNameValue { line: 2, text: "bad".into() })),
+            (b"=1\n\n", Err(ProtocolError::EmptyName { line: 1, text: "=1".into() })),
+            (b"a=\xff\n\n", Err(ProtocolError::NotUtf8 { line: 1, text: "a=\u{fffd}".into() })),
+        ];
+        for (input, expected) in cases {
+            let parsed = PolicyRequest::parse(input, &limits);
+            let parsed = parsed.as_ref().map(|r| r.attributes().collect::<Vec<_>>());
+            let expected = expected.as_ref().map(|attributes| attributes.to_vec());
+            assert_eq!(parsed, expected, "{input:?}");
+        }
+        let small = Limits {
+            max_request_bytes: 4,
+            max_attributes: 1,
+        };
+        assert_eq!(
+            PolicyRequest::parse(b"a=12\n\n", &small),
+            Err(ProtocolError::RequestTooLarge { bytes: 5 })
+        );
+        assert_eq!(
+            PolicyRequest::parse(b"a=12", &small),
+            Err(ProtocolError::Incomplete { bytes: 4 })
+        );
+        assert_eq!(
+            PolicyRequest::parse(b"a\nb\n", &small),
+            Err(ProtocolError::NotNameValue {
+                line: 1,
+                text: "a".into()
+            })
+        );
+        assert_eq!(
+            PolicyRequest::parse(
+                b"a=\nb=\n\n",
+                &Limits {
+                    max_attributes: 1,
+                    ..limits
+                }
+            ),
+            Err(ProtocolError::TooManyAttributes { count: 2 })
+        );
+    }
+
+    #[test]
+    fn equality_and_debug_see_attributes_only() {
+        let repeated = request("a=0\nb=2\na=1\n\n");
+        let plain = request("a=1\nb=2\n\n");
+        assert_eq!(repeated, plain);
+        assert_ne!(plain, request("b=2\na=1\n\n"), "order matters");
+        assert_ne!(plain, request("a=1\nb=3\n\n"));
+        assert_eq!(format!("{repeated:?}"), r#"{"a": "1", "b": "2"}"#);
+        assert_eq!(repeated.get("a"), Some("1"));
+        assert_eq!(repeated.get("A"), None, "names are case-sensitive");
+        assert_eq!(repeated.get("c"), None);
+        assert_eq!(PolicyRequest::default().attributes().count(), 0);
+    }
+
+    #[test]
+    fn error_messages_name_the_input() {
+        let cases: &[(ProtocolError, &str)] = &[
+            (
+                ProtocolError::NotNameValue {
+                    line: 3,
+                    text: "hello\\r".into(),
+                },
+                "line 3 of the policy request is not `name=value`: `hello\\r`",
+            ),
+            (
+                ProtocolError::RequestTooLarge { bytes: 65_537 },
+                "policy request reached 65537 bytes without ending (more than the cap allows)",
+            ),
+            (
+                ProtocolError::TooManyAttributes { count: 257 },
+                "policy request has 257 attribute lines (more than the cap allows)",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), *message);
+        }
+    }
+}
