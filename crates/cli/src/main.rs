@@ -25,6 +25,8 @@ use allowgate_types::{
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod serve;
+
 /// Largest message `check --message` reads (a file or stdin).
 const MAX_MESSAGE_BYTES: u64 = 10 * 1024 * 1024;
 /// Longest `--busy-timeout`.
@@ -39,14 +41,9 @@ const MAX_BUSY_TIMEOUT_S: f64 = 3600.0;
 struct Cli {
     /// Database URL: sqlite://FILE (created if missing) or sqlite::memory:. PostgreSQL support
     /// comes in a later release.
-    #[arg(
-        long,
-        global = true,
-        env = "ALLOWGATE_DB",
-        hide_env_values = true,
-        default_value = "sqlite://allowgate.db"
-    )]
-    db: String,
+    /// [default: sqlite://allowgate.db, or the config file's `store.url` for `serve`]
+    #[arg(long, global = true, env = "ALLOWGATE_DB", hide_env_values = true)]
+    db: Option<String>,
     /// Who makes the change, for the audit log (default: $USER; at most 128 characters, no
     /// control characters).
     #[arg(long, global = true, env = "ALLOWGATE_ACTOR")]
@@ -76,6 +73,46 @@ enum Command {
     Check(CheckArgs),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// Run the server: the Postfix policy server and the health/metrics listener, serving the
+    /// store's entries and picking up every change within a second.
+    Serve(ServeArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML configuration file (every key is optional; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The policy server's address (default 127.0.0.1:10040; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    policy: Option<std::net::SocketAddr>,
+    /// The milter's address (default 127.0.0.1:10041; the milter arrives in a later release).
+    #[arg(long, value_name = "ADDR")]
+    milter: Option<std::net::SocketAddr>,
+    /// The HTTP listener's address (default 127.0.0.1:8040).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Log format: `human` (default) or `json`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: every bad key is named; exit 0 when it is valid.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 impl Command {
@@ -87,7 +124,9 @@ impl Command {
             | Command::Entry(EntryCommand::List { .. })
             | Command::Export(_)
             | Command::Check(_)
-            | Command::Audit(_) => false,
+            | Command::Audit(_)
+            | Command::Serve(_)
+            | Command::Config(_) => false,
             Command::Tenant(_) | Command::Entry(_) | Command::Import(_) => true,
         }
     }
@@ -524,8 +563,16 @@ fn warn(args: fmt::Arguments<'_>) {
     err_line(format_args!("warning: {args}"));
 }
 
+/// The database when `--db` (or `$ALLOWGATE_DB`) is not given.
+const DEFAULT_DB: &str = "sqlite://allowgate.db";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => return serve::main(cli.db, args),
+        Command::Config(ConfigCommand::Check { file }) => return serve::config_check(&file),
+        _ => {}
+    }
     let changes = cli.command.changes();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -586,8 +633,9 @@ async fn run(cli: Cli, out: &mut Out) -> Result<(), Failure> {
     let options = StoreOptions {
         busy_timeout: cli.busy_timeout,
     };
-    let store = Store::open_with(&cli.db, &options).await.map_err(|e| {
-        let shown = allowgate_store::redact_url(&cli.db);
+    let db = cli.db.as_deref().unwrap_or(DEFAULT_DB);
+    let store = Store::open_with(db, &options).await.map_err(|e| {
+        let shown = allowgate_store::redact_url(db);
         match Failure::from(e) {
             Failure::Other(e) => Failure::Other(e.context(format!("cannot open {shown}"))),
             other => other,
@@ -604,6 +652,7 @@ async fn run(cli: Cli, out: &mut Out) -> Result<(), Failure> {
         Command::Export(args) => export(&store, args, out).await,
         Command::Check(args) => check(&store, args, out).await,
         Command::Audit(args) => audit(&store, args, out).await,
+        Command::Serve(_) | Command::Config(_) => Ok(()),
     };
     store.close().await;
     result

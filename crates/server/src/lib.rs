@@ -21,5 +21,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod evaluate;
+pub mod http;
+pub mod metrics;
 pub mod policy;
+pub mod policyd;
+pub mod reload;
+pub mod serve;

@@ -1,0 +1,215 @@
+//! `allowgate serve`: the listeners, the reload task and their shutdown, in one process.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), allowgate_server::serve::ServeError> {
+//! use allowgate_server::{config::Config, serve};
+//! let mut config = Config::default();
+//! config.listen.policy = "127.0.0.1:0".parse().unwrap();
+//! config.listen.http = "127.0.0.1:0".parse().unwrap();
+//! let running = serve::start(&config).await?;
+//! println!("policy server on {}", running.policy_addr());
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allowgate_core::{PolicyConfig, Snapshot};
+use allowgate_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::reload::{self, Shared, StoreSource};
+use crate::{http, policyd};
+
+/// How long shutdown waits for requests in progress before it gives up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    policy_addr: SocketAddr,
+    http_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+/// The first snapshot and whether it is the store's: the store's policy if it answers now,
+/// else the empty snapshot (no exemption, no block: the configured default), so that the
+/// server answers at once.
+async fn first_snapshot(store: Option<&Store>, config: &PolicyConfig) -> (Snapshot, bool) {
+    if let Some(store) = store {
+        match crate::policy::load(store, config, &Default::default()).await {
+            Ok(loaded) => {
+                for e in &loaded.unreadable {
+                    tracing::warn!(entry = %e.id, reason = %e.reason, "entry left out: it does not validate any more");
+                }
+                for w in &loaded.warnings {
+                    tracing::warn!(entry = %w.entry, "{}", w.message);
+                }
+                tracing::info!(
+                    revision = loaded.snapshot.revision(),
+                    entries = loaded.snapshot.entry_count(),
+                    read_ms = loaded.read.as_millis() as u64,
+                    compile_ms = loaded.compile.as_millis() as u64,
+                    "serving"
+                );
+                return (loaded.snapshot, true);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store; answering with no entries until it can be read");
+            }
+        }
+    }
+    let empty = Snapshot::compile(0, config.clone(), &[], [], &Default::default()).0;
+    (empty, false)
+}
+
+/// Open the store, compile the first snapshot, bind the listeners and start serving. Returns
+/// once everything listens; the bound addresses are logged as
+/// `listening policy=ADDR milter=off http=ADDR`.
+pub async fn start(config: &Config) -> Result<Running, ServeError> {
+    let options = StoreOptions {
+        busy_timeout: Duration::from_secs_f64(config.store.busy_timeout_s),
+    };
+    let store = match Store::open_with(&config.store.url, &options).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable at start-up; retrying in the background");
+            None
+        }
+    };
+    let policy_config = config.policy_config();
+    let (snapshot, loaded_from_store) = first_snapshot(store.as_ref(), &policy_config).await;
+    let shared = Arc::new(Shared::new(snapshot));
+    if loaded_from_store {
+        shared.confirm();
+    }
+    let policy_listener = bind("policy", config.listen.policy).await?;
+    let http_listener = bind("http", config.listen.http).await?;
+    let policy_addr = policy_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            what: "policy",
+            addr: config.listen.policy,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            what: "http",
+            addr: config.listen.http,
+            source,
+        })?;
+    let (shutdown, watcher) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(reload::run(
+        Arc::clone(&shared),
+        StoreSource {
+            url: config.store.url.clone(),
+            options,
+        },
+        store,
+        policy_config,
+        config.poll_interval(),
+        watcher.clone(),
+    )));
+    tasks.push(tokio::spawn(policyd::serve(
+        policy_listener,
+        Arc::clone(&shared),
+        Arc::new(config.policy_server.clone()),
+        watcher.clone(),
+    )));
+    let mut http_shutdown = watcher.clone();
+    let router = http::router(Arc::clone(&shared));
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            while !*http_shutdown.borrow() {
+                if http_shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(http_listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "http listener failed");
+        }
+    }));
+    tracing::info!(
+        policy = %policy_addr,
+        milter = %"off",
+        http = %http_addr,
+        "listening"
+    );
+    Ok(Running {
+        policy_addr,
+        http_addr,
+        shared,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Where the policy server listens.
+    pub fn policy_addr(&self) -> SocketAddr {
+        self.policy_addr
+    }
+
+    /// Where the HTTP listener listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The state the listeners share (snapshot, counters).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stop accepting, let requests in progress finish (at most [`SHUTDOWN_GRACE`]), stop the
+    /// reload task and close the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!(
+                "shutdown: requests still in progress after the grace period were dropped"
+            );
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
