@@ -80,7 +80,7 @@ impl Decoder {
         Decoder {
             limits,
             line: Vec::new(),
-            current: PolicyRequest::default(),
+            current: PolicyRequest::empty(),
             lines: 0,
             request_bytes: 0,
             ready: VecDeque::new(),
@@ -151,7 +151,8 @@ impl Decoder {
             if self.lines == 0 {
                 self.fail(ProtocolError::EmptyRequest);
             } else {
-                self.ready.push_back(mem::take(&mut self.current));
+                self.ready
+                    .push_back(mem::replace(&mut self.current, PolicyRequest::empty()));
                 self.lines = 0;
                 self.request_bytes = 0;
             }
@@ -172,7 +173,7 @@ impl Decoder {
     fn fail(&mut self, error: ProtocolError) {
         self.failed = Some(error);
         self.line = Vec::new();
-        self.current = PolicyRequest::default();
+        self.current = PolicyRequest::empty();
         self.lines = 0;
         self.request_bytes = 0;
     }

@@ -12,9 +12,10 @@ use crate::{Decoder, Limits, ProtocolError};
 /// [`attributes`](Self::attributes)) and otherwise ignored. Values are kept as sent, neither
 /// trimmed nor unescaped; an empty value (`sender=`) is `Some("")`.
 ///
-/// Built by a [`Decoder`] (or [`PolicyRequest::parse`]), so every name is non-empty and holds
-/// no `=` or newline, and no value holds a newline.
-#[derive(Clone, Default)]
+/// Only a [`Decoder`] (or [`PolicyRequest::parse`]) makes one, so a request has at least one
+/// attribute, every name is non-empty and holds no `=` or newline, and no value holds a
+/// newline.
+#[derive(Clone)]
 pub struct PolicyRequest {
     /// The names and values, back to back (a repeated name leaves its older value behind).
     text: String,
@@ -193,6 +194,15 @@ impl PolicyRequest {
             }),
             // `request_end` found the end of a request, so the decoder returns it or an error.
             None => Err(ProtocolError::Incomplete { bytes: end }),
+        }
+    }
+
+    /// A request without attributes, to fill (never handed out empty: a request has at least
+    /// one attribute).
+    pub(crate) const fn empty() -> PolicyRequest {
+        PolicyRequest {
+            text: String::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -383,7 +393,7 @@ mod tests {
         assert_eq!(repeated.get("a"), Some("1"));
         assert_eq!(repeated.get("A"), None, "names are case-sensitive");
         assert_eq!(repeated.get("c"), None);
-        assert_eq!(PolicyRequest::default().attributes().count(), 0);
+        assert_eq!(PolicyRequest::empty().attributes().count(), 0);
     }
 
     #[test]
