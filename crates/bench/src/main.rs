@@ -17,6 +17,7 @@ mod alloc;
 mod data;
 mod decide_bench;
 mod import_bench;
+mod policy_bench;
 mod structures;
 
 /// Counts allocations and live heap bytes for `decide` (a relaxed atomic add per call).
@@ -443,6 +444,7 @@ fn main() -> ExitCode {
     let sub: Option<Subcommand> = match args.first().map(String::as_str) {
         Some("import") => Some(import_bench::run),
         Some("decide") => Some(decide_bench::run),
+        Some("policy") => Some(policy_bench::run),
         _ => None,
     };
     if let Some(run) = sub {

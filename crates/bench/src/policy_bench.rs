@@ -1,0 +1,349 @@
+//! `allowgate-bench policy`: the Postfix policy server end to end — TCP on loopback, the
+//! protocol codec, the staged engine — with a load generator in the same process sharing the
+//! machine's two cores, as a real deployment's Postfix would.
+//!
+//! ```text
+//! cargo run --release -p allowgate-bench -- policy [--entries 100000] [--connections 100]
+//!     [--seconds 10] [--rate 5000]
+//! ```
+//!
+//! The entries (the `decide` benchmark's IP entries: 85% allow, 10% block, 5% ignore, global)
+//! are imported into a fresh SQLite file through the store, as `allowgate import` does, and
+//! `allowgate_server::serve::start` serves them. Queries are RCPT requests as Postfix 3.7
+//! sends them, half from clients inside an entry, half from clients no entry covers.
+//!
+//! - **Closed loop**: `--connections` persistent connections, each sending its next request
+//!   as soon as the previous reply arrives, for `--seconds`: decisions per second and latency.
+//! - **Open loop**: requests at a fixed `--rate`, spread over the connections; latency is
+//!   measured from each request's scheduled time (a late send counts against the server, so a
+//!   stall cannot hide behind the requests it delayed).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allowgate_server::config::Config;
+use allowgate_server::serve;
+use allowgate_store::Store;
+use allowgate_store::import::{ImportFamily, ImportRequest};
+use allowgate_types::{Actor, List};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::data::{self, Rng};
+
+struct Options {
+    entries: usize,
+    connections: usize,
+    seconds: u64,
+    rate: u64,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        entries: 100_000,
+        connections: 100,
+        seconds: 10,
+        rate: 5_000,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let n = crate::number(flag, value)?;
+        match flag.as_str() {
+            "--entries" => o.entries = n,
+            "--connections" => o.connections = n,
+            "--seconds" => o.seconds = n as u64,
+            "--rate" => o.rate = n as u64,
+            other => {
+                return Err(format!(
+                    "unknown flag {other}\nusage: allowgate-bench policy [--entries 100000] \
+                     [--connections 100] [--seconds 10] [--rate 5000]"
+                ));
+            }
+        }
+    }
+    if o.entries == 0 || o.connections == 0 || o.seconds == 0 || o.rate == 0 {
+        return Err("every number must be positive".into());
+    }
+    Ok(o)
+}
+
+/// Import the entries: one import per list (the import cap is 100,000 entries and 2 MB).
+async fn fill(store: &Store, entries: &[data::Entry]) -> Result<(), String> {
+    let actor = Actor::parse("bench").map_err(|e| e.to_string())?;
+    for (list, pick) in [
+        (List::Allow, 0..17),
+        (List::Block, 17..19),
+        (List::Ignore, 19..20),
+    ] {
+        let mut chunk = String::new();
+        let mut count = 0;
+        for (i, e) in entries.iter().enumerate() {
+            if pick.contains(&(i % 20)) {
+                let _ = writeln!(chunk, "{}", data::entry_text(e));
+                count += 1;
+            }
+            let full = count == 100_000 || chunk.len() > 1_900_000;
+            if full || i + 1 == entries.len() {
+                let mut req = ImportRequest::new(list, ImportFamily::Server);
+                req.force = true;
+                if list == List::Allow {
+                    req.checks = Some("spf,greylisting,rbl".parse().map_err(|e| format!("{e}"))?);
+                }
+                store
+                    .import(&req, chunk.as_bytes(), &actor, &|_, _| {})
+                    .await
+                    .map_err(|e| e.to_string())?;
+                chunk.clear();
+                count = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RCPT requests: `n` from clients inside an entry and `n` from clients outside every entry,
+/// interleaved.
+fn requests(entries: &[data::Entry], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let hits = data::hit_queries(entries, n, seed);
+    let mut misses = Vec::with_capacity(n);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    while misses.len() < n {
+        // Addresses in TEST-NET-2, where the generated entries never are.
+        let ip = std::net::Ipv4Addr::new(198, 18, rng.below(256) as u8, rng.below(256) as u8);
+        misses.push(std::net::IpAddr::V4(ip));
+    }
+    hits.into_iter()
+        .zip(misses)
+        .flat_map(|(h, m)| [h, m])
+        .enumerate()
+        .map(|(i, ip)| {
+            format!(
+                "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
+                 helo_name=mx{i}.sender.test\nqueue_id=\nsender=news{i}@sender.test\n\
+                 recipient=bob@example.test\nrecipient_count=0\nclient_address={ip}\n\
+                 client_name=unknown\nreverse_client_name=unknown\ninstance={i}.1\nsasl_method=\n\
+                 sasl_username=\nsasl_sender=\nsize=0\nccert_subject=\nccert_issuer=\n\
+                 ccert_fingerprint=\nencryption_protocol=TLSv1.3\nencryption_cipher=\n\
+                 encryption_keysize=256\netrn_domain=\nstress=\n\n"
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// One request and its reply on `stream`; `Err` if the reply is not `action=…\n\n`.
+async fn ask(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<(), String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    buf.clear();
+    let mut chunk = [0u8; 512];
+    while !buf.ends_with(b"\n\n") {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if !buf.starts_with(b"action=") {
+        return Err(format!("bad reply {:?}", String::from_utf8_lossy(buf)));
+    }
+    Ok(())
+}
+
+/// Latencies in microseconds: (p50, p99, p99.9, max).
+fn percentiles(mut us: Vec<u64>) -> (u64, u64, u64, u64) {
+    us.sort_unstable();
+    let at = |p: f64| {
+        us.get(((us.len() as f64 * p) as usize).min(us.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    (
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        us.last().copied().unwrap_or(0),
+    )
+}
+
+struct LoopResult {
+    done: u64,
+    errors: u64,
+    seconds: f64,
+    /// From the scheduled time (open loop) or the send (closed loop) to the reply.
+    latency_us: Vec<u64>,
+    /// From the send to the reply (open loop; the scheduled time also counts the timer's
+    /// lateness, up to a millisecond with tokio's timer wheel).
+    service_us: Vec<u64>,
+}
+
+/// Closed loop: every connection sends its next request as soon as its reply arrives.
+async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> LoopResult {
+    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..o.connections {
+        let reqs = Arc::clone(&reqs);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
+                return (lat, 1);
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::with_capacity(256);
+            let mut i = c * 7919;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match ask(&mut stream, &reqs[i % reqs.len()], &mut buf).await {
+                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut result = LoopResult {
+        done: 0,
+        errors: 0,
+        seconds: 0.0,
+        latency_us: Vec::new(),
+        service_us: Vec::new(),
+    };
+    for t in tasks {
+        if let Ok((lat, errors)) = t.await {
+            result.done += lat.len() as u64;
+            result.errors += errors;
+            result.service_us.extend(&lat);
+            result.latency_us.extend(lat);
+        }
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+/// Open loop: request `k` of connection `c` is due at `start + (k * connections + c) / rate`.
+async fn open_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> LoopResult {
+    let total = o.rate * o.seconds;
+    let per_conn = total / o.connections as u64;
+    let interval = Duration::from_secs_f64(o.connections as f64 / o.rate as f64);
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for c in 0..o.connections {
+        let reqs = Arc::clone(&reqs);
+        let offset = Duration::from_secs_f64(c as f64 / o.rate as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_conn as usize);
+            let mut service = Vec::with_capacity(per_conn as usize);
+            let mut errors = 0u64;
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
+                return (lat, service, per_conn);
+            };
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::with_capacity(256);
+            for k in 0..per_conn {
+                let due = start + offset + interval * k as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let i = (c + k as usize * 7919) % reqs.len();
+                let sent = Instant::now();
+                match ask(&mut stream, &reqs[i], &mut buf).await {
+                    Ok(()) => {
+                        lat.push(due.elapsed().as_micros() as u64);
+                        service.push(sent.elapsed().as_micros() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, service, errors)
+        }));
+    }
+    let mut result = LoopResult {
+        done: 0,
+        errors: 0,
+        seconds: 0.0,
+        latency_us: Vec::new(),
+        service_us: Vec::new(),
+    };
+    for t in tasks {
+        if let Ok((lat, service, errors)) = t.await {
+            result.done += lat.len() as u64;
+            result.errors += errors;
+            result.latency_us.extend(lat);
+            result.service_us.extend(service);
+        }
+    }
+    result.seconds = start.elapsed().as_secs_f64();
+    result
+}
+
+/// Runs the benchmark; `Err` on bad arguments, a failed set-up or any failed request.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = parse_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let dir = std::env::temp_dir().join(format!("allowgate-policy-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let url = format!("sqlite://{}", dir.join("allowgate.db").display());
+        let entries = data::entries(o.entries, 0xB01C_0001);
+        eprintln!("[policy] importing {} entries", entries.len());
+        let store = Store::open(&url).await.map_err(|e| e.to_string())?;
+        fill(&store, &entries).await?;
+        store.close().await;
+        let mut config = Config::default();
+        config.store.url = url;
+        config.listen.policy = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        config.listen.http = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        let running = serve::start(&config).await.map_err(|e| e.to_string())?;
+        let addr = running.policy_addr();
+        let reqs = Arc::new(requests(&entries, 50_000, 0xB01C_0002));
+        eprintln!("[policy] closed loop: {} connections, {} s", o.connections, o.seconds);
+        let closed = closed_loop(addr, Arc::clone(&reqs), &o).await;
+        eprintln!("[policy] open loop: {} req/s, {} s", o.rate, o.seconds);
+        let open = open_loop(addr, Arc::clone(&reqs), &o).await;
+        let decisions = running.shared().metrics.render(0, 0.0, true);
+        running.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        println!(
+            "### Policy server end to end ({} entries; server and load generator on the same 2 cores)\n",
+            o.entries
+        );
+        println!(
+            "| run | requests | errors | decisions/s | p50 µs | p99 µs | p99.9 µs | max µs | \
+             p50 / p99 µs from the send |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, r) in [
+            (format!("closed loop, {} connections", o.connections), closed),
+            (format!("open loop at {} req/s, {} connections", o.rate, o.connections), open),
+        ] {
+            let rate = r.done as f64 / r.seconds;
+            let errors = r.errors;
+            let (p50, p99, p999, max) = percentiles(r.latency_us);
+            let (s50, s99, _, _) = percentiles(r.service_us);
+            println!(
+                "| {name} | {} | {errors} | {rate:.0} | {p50} | {p99} | {p999} | {max} | {s50} / {s99} |",
+                r.done
+            );
+            if errors > 0 {
+                return Err(format!("{name}: {errors} requests failed"));
+            }
+        }
+        let statuses: Vec<&str> = decisions
+            .lines()
+            .filter(|l| l.starts_with("allowgate_decisions_total{"))
+            .collect();
+        println!("\nDecisions by status (server counters): {}", statuses.join(", "));
+        Ok(())
+    })
+}
