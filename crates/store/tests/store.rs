@@ -80,6 +80,25 @@ mod sqlite_files {
         memory.close().await;
     }
 
+    /// The CLI and the server opening a new file at the same moment both migrate it; neither
+    /// may fail with "database is locked" (found by the server's tests).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_processes_opening_a_new_file_at_once_all_succeed_regression() {
+        for _ in 0..5 {
+            let db = SqliteFiles.fresh();
+            let opens: Vec<_> = (0..8)
+                .map(|_| {
+                    let url = db.url.clone();
+                    tokio::spawn(async move { Store::open(&url).await })
+                })
+                .collect();
+            for open in opens {
+                let store = open.await.unwrap().unwrap_or_else(|e| panic!("{e:?}"));
+                store.close().await;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_file_that_cannot_be_opened_is_unavailable() {
         let err = Store::open("sqlite:///nonexistent-dir/x/y.db")

@@ -60,9 +60,37 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<Pool<Db
     } else {
         SqlitePoolOptions::new().max_connections(4)
     };
+    // Two processes opening a new file at once (the CLI and the server at first start) would
+    // both find it unmigrated and both create its tables: one migrates at a time, under a lock
+    // on a file beside the database (released when the guard drops).
+    let _guard = if memory {
+        None
+    } else {
+        Some(migration_lock(connect.get_filename()).await?)
+    };
     let pool = pool_options.connect_with(connect).await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// An exclusive lock on `<database>-migrate.lock`, waited for on a blocking thread.
+async fn migration_lock(database: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-migrate.lock");
+    let unavailable = |source: std::io::Error| StoreError::Unavailable {
+        source: sqlx::Error::Io(source),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(unavailable)?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| unavailable(std::io::Error::other(e)))?
+        .map_err(unavailable)
 }
 
 /// Start a change: take the write lock now, waiting up to the busy timeout for another writer.

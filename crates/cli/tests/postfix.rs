@@ -1,0 +1,289 @@
+//! `allowgate serve` in a real mail flow: the real binary on a real SQLite file, answering a
+//! real Postfix on loopback (allowgate-testkit) that relays to smtp-sink. The client address
+//! Postfix sees is set per message with XCLIENT.
+//!
+//! One Postfix and one sequence of steps, because each step builds on the one before (an
+//! entry added while everything runs, allowgate killed and restarted).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allowgate_testkit::{DeliveredMessage, Mail, Postfix, PostfixConfig, SendResult};
+
+const REFUSAL: &str = "Message refused by the recipient's mail policy";
+
+/// `allowgate serve` as a child process; killed (by PID) when dropped.
+struct Serve {
+    child: Child,
+    policy: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    /// Start `allowgate serve` on `db`, its policy server on `policy` (port 0: a free one),
+    /// with `extra` arguments; wait for its `listening` line.
+    fn start(db: &str, policy: SocketAddr, extra: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+            .args(["--db", db, "serve", "--http", "127.0.0.1:0"])
+            .args(["--policy", &policy.to_string()])
+            .args(extra)
+            .env_remove("ALLOWGATE_DB")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run allowgate serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("policy="))
+                    .filter(|_| line.contains("listening"))
+                {
+                    let _ = tx.send(addr.to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let policy = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "allowgate serve did not start:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Serve { child, policy, log }
+    }
+
+    /// Kill it at once (SIGKILL), as a crash would.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop it with SIGTERM and wait for a clean exit.
+    fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "allowgate serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CLI on the same database, expected to succeed.
+fn cli(db: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+        .args(["--db", db])
+        .args(args)
+        .env_remove("ALLOWGATE_DB")
+        .env("ALLOWGATE_ACTOR", "e2e")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "allowgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mail(client: &str, to: &str) -> Mail {
+    Mail::new("alice@sender.test", [to])
+        .client(client.parse().unwrap())
+        .helo("mx.sender.test")
+        .header("Subject", "allowgate end to end")
+}
+
+/// The message delivered to `rcpt`, waited for up to 20 s.
+fn delivered_to(postfix: &Postfix, rcpt: &str) -> DeliveredMessage {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = postfix.delivered();
+        if let Some(m) = all
+            .iter()
+            .find(|m| m.rcpt_to.iter().any(|t| t.trim_matches(['<', '>']) == rcpt))
+        {
+            return m.clone();
+        }
+        if Instant::now() > deadline {
+            let seen: Vec<&Vec<String>> = all.iter().map(|m| &m.rcpt_to).collect();
+            panic!(
+                "nothing delivered to {rcpt}; delivered to {seen:?}\n{}",
+                postfix.diagnostics()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn refused_at_rcpt(r: &SendResult) -> bool {
+    r.rcpt_reply()
+        .is_some_and(|reply| reply.code == 554 && reply.text.contains(REFUSAL))
+}
+
+fn db_url(dir: &Path) -> (String, PathBuf) {
+    let path = dir.join("allowgate.db");
+    (format!("sqlite://{}", path.display()), path)
+}
+
+#[test]
+fn mail_through_a_real_postfix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = db_url(dir.path());
+    cli(&db, &["tenant", "add", "acme", "--domain", "example.test"]);
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "block",
+            "--kind",
+            "ip",
+            "--value",
+            "203.0.113.66",
+        ],
+    );
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "allow",
+            "--kind",
+            "ip",
+            "--value",
+            "198.51.100.0/24",
+            "--bypass",
+            "spf,greylisting",
+        ],
+    );
+    let serve = Serve::start(&db, "127.0.0.1:0".parse().unwrap(), &[]);
+    let policy = serve.policy;
+    let postfix = Postfix::require(PostfixConfig::default().with_policy(policy));
+
+    // A blocked client is refused at RCPT, with a text that names no entry.
+    let r = postfix.send(&mail("203.0.113.66", "bob@example.test"));
+    assert!(refused_at_rcpt(&r), "blocked client not refused:\n{r}");
+
+    // An exempted client's mail is delivered with the X-Allowgate header, once.
+    let r = postfix.send(&mail("198.51.100.7", "bob@example.test"));
+    assert!(r.is_queued(), "exempted mail not accepted:\n{r}");
+    let bob = delivered_to(&postfix, "bob@example.test");
+    assert_eq!(
+        bob.header_all("X-Allowgate"),
+        ["status=clean; bypass=spf,greylisting; entries=2; tenant=acme"],
+        "{}",
+        bob.raw
+    );
+
+    // Mail nothing matches is delivered without the header.
+    let r = postfix.send(&mail("192.0.2.44", "carol@example.test"));
+    assert!(r.is_queued(), "{r}");
+    let plain = delivered_to(&postfix, "carol@example.test");
+    assert!(plain.header("X-Allowgate").is_none(), "{}", plain.raw);
+
+    // An exempted client still cannot relay to a foreign domain: relay control is Postfix's.
+    let r = postfix.send(&mail("198.51.100.7", "someone@foreign.test"));
+    let reply = r.rcpt_reply().expect("no RCPT reply");
+    assert!(
+        reply.code == 554 && reply.text.contains("Relay access denied"),
+        "exempted client relayed:\n{r}"
+    );
+
+    // An entry added with the CLI while everything runs takes effect within 1 s of the
+    // command's exit.
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "block",
+            "--kind",
+            "ip",
+            "--value",
+            "203.0.113.77",
+        ],
+    );
+    let added = Instant::now();
+    loop {
+        let r = postfix.send(&mail("203.0.113.77", "bob@example.test"));
+        if refused_at_rcpt(&r) {
+            break;
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(1),
+            "the new block entry was not in effect within 1 s:\n{r}"
+        );
+    }
+
+    // allowgate killed: mail flows under Postfix's default action (DUNNO), nothing is lost.
+    serve.kill();
+    let r = postfix.send(&mail("203.0.113.66", "dave@example.test"));
+    assert!(r.is_queued(), "mail did not flow with allowgate down:\n{r}");
+    delivered_to(&postfix, "dave@example.test");
+
+    // Restarted on the same address, blocking works again.
+    let serve = Serve::start(&db, policy, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = postfix.send(&mail("203.0.113.66", "bob@example.test"));
+        if refused_at_rcpt(&r) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "blocking did not come back:\n{r}"
+        );
+    }
+    let log = serve.terminate();
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+
+    // With blocks quarantining, a blocked client's message goes to the hold queue.
+    let config = dir.path().join("quarantine.toml");
+    std::fs::write(&config, "[policy]\nblock_action = \"quarantine\"\n").unwrap();
+    let serve = Serve::start(&db, policy, &["--config", config.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = postfix.send(&mail("203.0.113.66", "erin@example.test"));
+        if r.is_queued() && !postfix.hold_queue().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message reached the hold queue:\n{r}\n{}",
+            postfix.diagnostics()
+        );
+    }
+    drop(serve);
+}
