@@ -179,6 +179,31 @@ struct LoopResult {
     service_us: Vec<u64>,
 }
 
+/// What one connection's task returns: latencies, service times, errors.
+type ConnectionResult = (Vec<u64>, Vec<u64>, u64);
+
+impl LoopResult {
+    /// The connections' results together (`seconds` left for the caller).
+    async fn collect(tasks: Vec<tokio::task::JoinHandle<ConnectionResult>>) -> LoopResult {
+        let mut result = LoopResult {
+            done: 0,
+            errors: 0,
+            seconds: 0.0,
+            latency_us: Vec::new(),
+            service_us: Vec::new(),
+        };
+        for t in tasks {
+            if let Ok((lat, service, errors)) = t.await {
+                result.done += lat.len() as u64;
+                result.errors += errors;
+                result.latency_us.extend(lat);
+                result.service_us.extend(service);
+            }
+        }
+        result
+    }
+}
+
 /// Closed loop: every connection sends its next request as soon as its reply arrives.
 async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> LoopResult {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
@@ -190,7 +215,7 @@ async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> 
             let mut lat = Vec::new();
             let mut errors = 0u64;
             let Ok(mut stream) = TcpStream::connect(addr).await else {
-                return (lat, 1);
+                return (Vec::new(), lat, 1);
             };
             let _ = stream.set_nodelay(true);
             let mut buf = Vec::with_capacity(256);
@@ -206,24 +231,10 @@ async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> 
                 }
                 i += 1;
             }
-            (lat, errors)
+            (lat.clone(), lat, errors)
         }));
     }
-    let mut result = LoopResult {
-        done: 0,
-        errors: 0,
-        seconds: 0.0,
-        latency_us: Vec::new(),
-        service_us: Vec::new(),
-    };
-    for t in tasks {
-        if let Ok((lat, errors)) = t.await {
-            result.done += lat.len() as u64;
-            result.errors += errors;
-            result.service_us.extend(&lat);
-            result.latency_us.extend(lat);
-        }
-    }
+    let mut result = LoopResult::collect(tasks).await;
     result.seconds = started.elapsed().as_secs_f64();
     result
 }
@@ -263,21 +274,7 @@ async fn open_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> Lo
             (lat, service, errors)
         }));
     }
-    let mut result = LoopResult {
-        done: 0,
-        errors: 0,
-        seconds: 0.0,
-        latency_us: Vec::new(),
-        service_us: Vec::new(),
-    };
-    for t in tasks {
-        if let Ok((lat, service, errors)) = t.await {
-            result.done += lat.len() as u64;
-            result.errors += errors;
-            result.latency_us.extend(lat);
-            result.service_us.extend(service);
-        }
-    }
+    let mut result = LoopResult::collect(tasks).await;
     result.seconds = start.elapsed().as_secs_f64();
     result
 }

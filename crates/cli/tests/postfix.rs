@@ -112,6 +112,16 @@ fn cli(db: &str, args: &[&str]) {
     );
 }
 
+/// `allowgate entry add --list block --kind ip --value IP`.
+fn block_ip(db: &str, ip: &str) {
+    cli(
+        db,
+        &[
+            "entry", "add", "--list", "block", "--kind", "ip", "--value", ip,
+        ],
+    );
+}
+
 fn mail(client: &str, to: &str) -> Mail {
     Mail::new("alice@sender.test", [to])
         .client(client.parse().unwrap())
@@ -156,19 +166,7 @@ fn mail_through_a_real_postfix() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = db_url(dir.path());
     cli(&db, &["tenant", "add", "acme", "--domain", "example.test"]);
-    cli(
-        &db,
-        &[
-            "entry",
-            "add",
-            "--list",
-            "block",
-            "--kind",
-            "ip",
-            "--value",
-            "203.0.113.66",
-        ],
-    );
+    block_ip(&db, "203.0.113.66");
     cli(
         &db,
         &[
@@ -219,19 +217,7 @@ fn mail_through_a_real_postfix() {
 
     // An entry added with the CLI while everything runs takes effect within 1 s of the
     // command's exit.
-    cli(
-        &db,
-        &[
-            "entry",
-            "add",
-            "--list",
-            "block",
-            "--kind",
-            "ip",
-            "--value",
-            "203.0.113.77",
-        ],
-    );
+    block_ip(&db, "203.0.113.77");
     let added = Instant::now();
     loop {
         let r = postfix.send(&mail("203.0.113.77", "bob@example.test"));

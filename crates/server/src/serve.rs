@@ -55,10 +55,15 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { what, addr, source })
+/// A listener on `addr` and the address it got (port 0 picks one).
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let error = |source| ServeError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }
 
 /// The first snapshot and whether it is the store's: the store's policy if it answers now,
@@ -112,22 +117,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     if loaded_from_store {
         shared.confirm();
     }
-    let policy_listener = bind("policy", config.listen.policy).await?;
-    let http_listener = bind("http", config.listen.http).await?;
-    let policy_addr = policy_listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            what: "policy",
-            addr: config.listen.policy,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            what: "http",
-            addr: config.listen.http,
-            source,
-        })?;
+    let (policy_listener, policy_addr) = bind("policy", config.listen.policy).await?;
+    let (http_listener, http_addr) = bind("http", config.listen.http).await?;
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(reload::run(
