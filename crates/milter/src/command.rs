@@ -388,3 +388,291 @@ pub fn envelope_address(argument: &str) -> &str {
         .and_then(|rest| rest.strip_suffix('>'))
         .unwrap_or(argument)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decoder, Limits};
+
+    fn connect(hostname: &str, family: Family, port: u16, address: &str) -> Command {
+        Command::Connect(Connect {
+            hostname: hostname.into(),
+            family,
+            port,
+            address: address.into(),
+        })
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// The one outcome of a whole packet: through the decoder (which must then hold nothing),
+    /// and through `Command::parse` directly.
+    fn decode_one(bytes: &[u8]) -> Result<Command, ProtocolError> {
+        let mut decoder = Decoder::new(Limits::default());
+        decoder.feed(bytes);
+        let first = decoder.next_command();
+        if let Ok(Some(_)) = first {
+            assert_eq!(decoder.next_command(), Ok(None), "{bytes:?}");
+        }
+        assert_eq!(decoder.buffered(), 0, "{bytes:?}");
+        let direct = Command::parse(bytes[4], &bytes[5..]);
+        let first = first.map(|c| c.unwrap_or_else(|| panic!("incomplete: {bytes:?}")));
+        assert_eq!(first, direct, "{bytes:?}");
+        direct
+    }
+
+    /// Every command, byte for byte as the milter protocol lays it out (mfdef.h, milter8.c):
+    /// decoded from these bytes, and encoded to them.
+    #[test]
+    fn every_command_both_ways_byte_exact() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &[u8], Command)> = vec![
+            ("option negotiation, Postfix 3.7's offer",
+                b"\0\0\0\x0dO\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff",
+                Command::OptNeg(OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff })),
+            ("macros, none", b"\0\0\0\x02DH",
+                Command::Macros { stage: b'H', pairs: vec![] }),
+            ("macros for connect",
+                b"\0\0\0\x2cDCj\0gw.example.test\0{daemon_addr}\x00127.0.0.1\0",
+                Command::Macros { stage: b'C', pairs: pairs(&[("j", "gw.example.test"), ("{daemon_addr}", "127.0.0.1")]) }),
+            ("macros, the queue id", b"\0\0\0\x10DEi\x004F1B29B61BF\0",
+                Command::Macros { stage: b'E', pairs: pairs(&[("i", "4F1B29B61BF")]) }),
+            ("macros with an empty value", b"\0\0\0\x05DTx\0\0",
+                Command::Macros { stage: b'T', pairs: pairs(&[("x", "")]) }),
+            ("connect, IPv4", b"\0\0\0\x1eC[203.0.113.9]\x004\x12\x67203.0.113.9\0",
+                connect("[203.0.113.9]", Family::Inet, 4711, "203.0.113.9")),
+            ("connect, IPv6", b"\0\0\0\x1bCmx.example\x006\0\x192001:db8::1\0",
+                connect("mx.example", Family::Inet6, 25, "2001:db8::1")),
+            ("connect, local socket", b"\0\0\0\x19Clocalhost\0L\0\0/run/smtpd\0",
+                connect("localhost", Family::Unix, 0, "/run/smtpd")),
+            ("connect, unknown family: no port, no address", b"\0\0\0\x0aCunknown\0U",
+                connect("unknown", Family::Unknown, 0, "")),
+            ("helo", b"\0\0\0\x10Hmx.sender.test\0", Command::Helo("mx.sender.test".into())),
+            ("helo, empty", b"\0\0\0\x02H\0", Command::Helo(String::new())),
+            ("mail with ESMTP parameters",
+                b"\0\0\0\x2cM<alice@sender.test>\0SIZE=123\0BODY=8BITMIME\0",
+                Command::Mail(strings(&["<alice@sender.test>", "SIZE=123", "BODY=8BITMIME"]))),
+            ("mail, the null sender", b"\0\0\0\x04M<>\0", Command::Mail(strings(&["<>"]))),
+            ("rcpt", b"\0\0\0\x14R<bob@example.test>\0",
+                Command::Rcpt(strings(&["<bob@example.test>"]))),
+            ("data", b"\0\0\0\x01T", Command::Data),
+            ("header", b"\0\0\0\x12LSubject\0hi there\0",
+                Command::Header { name: "Subject".into(), value: "hi there".into() }),
+            ("header, empty value", b"\0\0\0\x0aLX-Empty\0\0",
+                Command::Header { name: "X-Empty".into(), value: String::new() }),
+            ("header, folded", b"\0\0\0\x18LX-Folded\0first\n\tsecond\0",
+                Command::Header { name: "X-Folded".into(), value: "first\n\tsecond".into() }),
+            ("end of headers", b"\0\0\0\x01N", Command::EndOfHeaders),
+            ("body", b"\0\0\0\x08Bhello\r\n", Command::Body(b"hello\r\n".to_vec())),
+            ("body: raw bytes, NUL and invalid UTF-8 kept", b"\0\0\0\x05Ba\0\xffb",
+                Command::Body(b"a\0\xffb".to_vec())),
+            ("body, empty", b"\0\0\0\x01B", Command::Body(vec![])),
+            ("end of body", b"\0\0\0\x01E", Command::EndOfBody),
+            ("abort", b"\0\0\0\x01A", Command::Abort),
+            ("quit", b"\0\0\0\x01Q", Command::Quit),
+            ("quit, new connection", b"\0\0\0\x01K", Command::QuitNewConnection),
+            ("unknown SMTP command", b"\0\0\0\x09UHELP me\0", Command::Unknown("HELP me".into())),
+            ("UTF-8 text", "\0\0\0\x0cHbücher.de\0".as_bytes(), Command::Helo("bücher.de".into())),
+        ];
+        for (name, bytes, command) in cases {
+            assert_eq!(decode_one(bytes), Ok(command.clone()), "{name}: decode");
+            let mut out = b"before".to_vec();
+            assert_eq!(encode_command(&command, &mut out), Ok(()), "{name}");
+            assert_eq!(&out[..6], b"before", "{name}: appended");
+            assert_eq!(&out[6..], bytes, "{name}: encode");
+        }
+    }
+
+    #[test]
+    fn strings_decode_lossily_and_never_fail_on_content() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &[u8], Command)] = &[
+            ("invalid UTF-8", b"\0\0\0\x05H\xffmx\0", Command::Helo("\u{fffd}mx".into())),
+            ("a cut sequence", b"\0\0\0\x03H\xc3\0", Command::Helo("\u{fffd}".into())),
+            ("control characters stay", b"\0\0\0\x08LX\0a\r\nb\0",
+                Command::Header { name: "X".into(), value: "a\r\nb".into() }),
+            ("every byte but NUL", b"\0\0\0\x05M\x01\x7f\x80\0",
+                Command::Mail(strings(&["\u{1}\u{7f}\u{fffd}"]))),
+        ];
+        for (name, bytes, command) in cases {
+            let decoded = decode_one(bytes);
+            assert_eq!(decoded.as_ref(), Ok(command), "{name}");
+            // A lossy decoding re-encodes (as U+FFFD) and decodes to itself.
+            let mut out = Vec::new();
+            encode_command(command, &mut out).unwrap();
+            assert_eq!(decode_one(&out).as_ref(), Ok(command), "{name}: again");
+        }
+    }
+
+    #[test]
+    fn malformed_commands_are_refused() {
+        use ProtocolError as E;
+        let truncated = |command, field| E::Truncated { command, field };
+        let unterminated = |command, field| E::Unterminated { command, field };
+        let trailing = |command, bytes| E::TrailingData { command, bytes };
+        #[rustfmt::skip]
+        let cases: &[(&str, &[u8], ProtocolError)] = &[
+            ("an unknown code", b"\0\0\0\x01Z", E::UnknownCommand { code: b'Z' }),
+            ("a response code", b"\0\0\0\x01c", E::UnknownCommand { code: b'c' }),
+            ("a control byte", b"\0\0\0\x01\x00", E::UnknownCommand { code: 0 }),
+            ("option negotiation cut short", b"\0\0\0\x05O\0\0\0\x06",
+                truncated(b'O', "actions")),
+            ("option negotiation with a byte more", b"\0\0\0\x0eO\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff\0",
+                trailing(b'O', 1)),
+            ("macros without a stage", b"\0\0\0\x01D", truncated(b'D', "stage")),
+            ("a macro without a value", b"\0\0\0\x04DCj\0",
+                E::MacroWithoutValue { stage: b'C', name: "j".into() }),
+            ("a macro value without its NUL", b"\0\0\0\x05DCj\0x", unterminated(b'D', "macro")),
+            ("connect without a family", b"\0\0\0\x03Ch\0", truncated(b'C', "address family")),
+            ("connect with an unknown family", b"\0\0\0\x04Ch\0X", E::UnknownFamily { family: b'X' }),
+            ("connect with half a port", b"\0\0\0\x05Ch\x004\0", truncated(b'C', "port")),
+            ("connect, address without its NUL", b"\0\0\0\x0cCh\x004\0\x191.2.3.4",
+                unterminated(b'C', "address")),
+            ("connect, hostname without its NUL", b"\0\0\0\x02Ch", unterminated(b'C', "hostname")),
+            ("connect, unknown family with a port", b"\0\0\0\x06Ch\0U\0\x19", trailing(b'C', 2)),
+            ("helo without its NUL", b"\0\0\0\x03Hmx", unterminated(b'H', "helo name")),
+            ("helo without data", b"\0\0\0\x01H", unterminated(b'H', "helo name")),
+            ("helo with two strings", b"\0\0\0\x05Ha\0b\0", trailing(b'H', 2)),
+            ("mail without arguments", b"\0\0\0\x01M", E::MissingArgument { command: b'M' }),
+            ("rcpt without arguments", b"\0\0\0\x01R", E::MissingArgument { command: b'R' }),
+            ("rcpt, last argument without its NUL", b"\0\0\0\x08R<b>\0X=1",
+                unterminated(b'R', "argument")),
+            ("header without a value", b"\0\0\0\x09LSubject\0", unterminated(b'L', "header value")),
+            ("header, value without its NUL", b"\0\0\0\x0bLSubject\0hi",
+                unterminated(b'L', "header value")),
+            ("header with a third string", b"\0\0\0\x07LA\0b\0c\0", trailing(b'L', 2)),
+            ("data with data", b"\0\0\0\x02T\0", trailing(b'T', 1)),
+            ("end of headers with data", b"\0\0\0\x02Nx", trailing(b'N', 1)),
+            ("end of body with data", b"\0\0\0\x04Exyz", trailing(b'E', 3)),
+            ("abort with data", b"\0\0\0\x02A\0", trailing(b'A', 1)),
+            ("quit with data", b"\0\0\0\x02Q\0", trailing(b'Q', 1)),
+            ("unknown command without its NUL", b"\0\0\0\x05UHELP", unterminated(b'U', "command")),
+        ];
+        for (name, bytes, error) in cases {
+            assert_eq!(decode_one(bytes).as_ref(), Err(error), "{name}");
+        }
+    }
+
+    #[test]
+    fn commands_that_cannot_be_sent_are_refused_and_nothing_is_written() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Command, EncodeError)> = vec![
+            ("NUL in helo", Command::Helo("a\0b".into()),
+                EncodeError::NulInString { command: b'H', field: "helo name" }),
+            ("NUL in a macro name", Command::Macros { stage: b'C', pairs: pairs(&[("a", "1"), ("b\0", "2")]) },
+                EncodeError::NulInString { command: b'D', field: "macro name" }),
+            ("NUL in a header value", Command::Header { name: "X".into(), value: "\0".into() },
+                EncodeError::NulInString { command: b'L', field: "header value" }),
+            ("NUL in the last argument", Command::Rcpt(strings(&["<b@x>", "X=\0"])),
+                EncodeError::NulInString { command: b'R', field: "argument" }),
+            ("mail without arguments", Command::Mail(vec![]),
+                EncodeError::MissingArgument { command: b'M' }),
+            ("rcpt without arguments", Command::Rcpt(vec![]),
+                EncodeError::MissingArgument { command: b'R' }),
+            ("unknown family with a port", connect("h", Family::Unknown, 25, ""),
+                EncodeError::AddressWithUnknownFamily),
+            ("unknown family with an address", connect("h", Family::Unknown, 0, "1.2.3.4"),
+                EncodeError::AddressWithUnknownFamily),
+        ];
+        for (name, command, error) in cases {
+            let mut out = b"kept".to_vec();
+            assert_eq!(encode_command(&command, &mut out), Err(error), "{name}");
+            assert_eq!(out, b"kept", "{name}");
+        }
+    }
+
+    #[test]
+    fn connect_helpers() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let of = |family, address: &str| Connect {
+            hostname: String::new(),
+            family,
+            port: 0,
+            address: address.into(),
+        };
+        #[rustfmt::skip]
+        let cases: &[(Connect, Option<IpAddr>)] = &[
+            (of(Family::Inet, "203.0.113.9"), ip("203.0.113.9")),
+            (of(Family::Inet, "2001:db8::1"), None),
+            (of(Family::Inet, "203.0.113.9 "), None),
+            (of(Family::Inet6, "2001:db8::1"), ip("2001:db8::1")),
+            (of(Family::Inet6, "IPv6:2001:db8::1"), ip("2001:db8::1")),
+            (of(Family::Inet6, "ipv6:2001:db8::1"), ip("2001:db8::1")),
+            (of(Family::Inet6, "::ffff:192.0.2.1"), ip("192.0.2.1")),
+            (of(Family::Inet6, "IPv6:"), None),
+            (of(Family::Inet6, "203.0.113.9"), None),
+            (of(Family::Inet6, "bücher"), None),
+            (of(Family::Unix, "/run/smtpd"), None),
+            (of(Family::Unix, "203.0.113.9"), None),
+            (of(Family::Unknown, ""), None),
+        ];
+        for (connect, expected) in cases {
+            assert_eq!(connect.ip(), *expected, "{connect:?}");
+        }
+        let named = |hostname: &str| Connect {
+            hostname: hostname.into(),
+            ..of(Family::Inet, "203.0.113.9")
+        };
+        assert_eq!(named("mx.sender.test").host_name(), Some("mx.sender.test"));
+        assert_eq!(named("[203.0.113.9]").host_name(), None);
+        assert_eq!(named("[IPv6:2001:db8::1]").host_name(), None);
+        assert_eq!(named("unknown").host_name(), None);
+        assert_eq!(named("").host_name(), None);
+        for byte in 0..=u8::MAX {
+            match Family::from_byte(byte) {
+                Some(family) => assert_eq!(family.as_byte(), byte),
+                None => assert!(!b"46LU".contains(&byte)),
+            }
+        }
+    }
+
+    #[test]
+    fn which_commands_need_a_response() {
+        let silent = [b'D', b'A', b'Q', b'K'];
+        let all = [
+            Command::OptNeg(OptNeg {
+                version: 6,
+                actions: 0,
+                protocol: 0,
+            }),
+            Command::Macros {
+                stage: b'C',
+                pairs: vec![],
+            },
+            connect("h", Family::Unknown, 0, ""),
+            Command::Helo(String::new()),
+            Command::Mail(strings(&["<>"])),
+            Command::Rcpt(strings(&["<b@x>"])),
+            Command::Data,
+            Command::Header {
+                name: "A".into(),
+                value: String::new(),
+            },
+            Command::EndOfHeaders,
+            Command::Body(vec![]),
+            Command::EndOfBody,
+            Command::Abort,
+            Command::Quit,
+            Command::QuitNewConnection,
+            Command::Unknown(String::new()),
+        ];
+        let codes: Vec<u8> = all.iter().map(Command::code).collect();
+        assert_eq!(codes, b"ODCHMRTLNBEAQKU");
+        for command in &all {
+            assert_eq!(
+                command.needs_response(),
+                !silent.contains(&command.code()),
+                "{command:?}"
+            );
+        }
+    }
+}

@@ -51,7 +51,7 @@
 //!
 //! // …then, at the end of the message, the macros for `E` and `E` itself, here in two reads
 //! // split in the middle of a packet.
-//! decoder.feed(b"\0\0\0\x10DEi\04F1B2");
+//! decoder.feed(b"\0\0\0\x10DEi\x004F1B2");
 //! assert_eq!(decoder.next_command()?, None);
 //! assert_eq!(decoder.buffered(), 13);
 //! decoder.feed(b"9B61BF\0\0\0\0\x01E");

@@ -266,3 +266,266 @@ fn check_header(name: &str, value: &str) -> Result<(), EncodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Response {
+        Response::AddHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Every response, byte for byte as mfdef.h and Postfix's milter8.c read them.
+    #[test]
+    fn every_response_byte_exact() {
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Response, &[u8])> = vec![
+            ("negotiation", Response::OptNeg(OptNeg { version: 6, actions: 0x31, protocol: 0 }),
+                b"\0\0\0\x0dO\0\0\0\x06\0\0\0\x31\0\0\0\0"),
+            ("negotiation, every bit", Response::OptNeg(OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff }),
+                b"\0\0\0\x0dO\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff"),
+            ("continue", Response::Continue, b"\0\0\0\x01c"),
+            ("accept", Response::Accept, b"\0\0\0\x01a"),
+            ("reject", Response::Reject, b"\0\0\0\x01r"),
+            ("tempfail", Response::Tempfail, b"\0\0\0\x01t"),
+            ("discard", Response::Discard, b"\0\0\0\x01d"),
+            ("progress", Response::Progress, b"\0\0\0\x01p"),
+            ("reply code", Response::ReplyCode("550 5.7.1 blocked by test".into()),
+                b"\0\0\0\x1by550 5.7.1 blocked by test\0"),
+            ("reply code, % doubled", Response::ReplyCode("451 4.7.1 100% sure".into()),
+                b"\0\0\0\x16y451 4.7.1 100%% sure\0"),
+            ("reply code without an enhanced code", Response::ReplyCode("554 no".into()),
+                b"\0\0\0\x08y554 no\0"),
+            ("reply code with empty text", Response::ReplyCode("421 ".into()),
+                b"\0\0\0\x06y421 \0"),
+            ("quarantine", Response::Quarantine("held by test".into()),
+                b"\0\0\0\x0eqheld by test\0"),
+            ("add header", header("X-Test", "1"), b"\0\0\0\x0ahX-Test\x001\0"),
+            ("add header, empty value", header("X-Empty", ""), b"\0\0\0\x0ahX-Empty\0\0"),
+            ("add header, TAB and UTF-8", header("X-Tab", "a\tb ü"),
+                "\0\0\0\x0ehX-Tab\0a\tb ü\0".as_bytes()),
+            ("insert header at the top",
+                Response::InsertHeader { index: 0, name: "X-A".into(), value: "v".into() },
+                b"\0\0\0\x0bi\0\0\0\0X-A\0v\0"),
+            ("delete a header",
+                Response::ChangeHeader { index: 1, name: "X-A".into(), value: String::new() },
+                b"\0\0\0\x0am\0\0\0\x01X-A\0\0"),
+            ("change a header",
+                Response::ChangeHeader { index: 2, name: "X-Allowgate".into(), value: "status=clean".into() },
+                b"\0\0\0\x1em\0\0\0\x02X-Allowgate\0status=clean\0"),
+        ];
+        for (name, response, bytes) in cases {
+            let mut out = b"before".to_vec();
+            assert_eq!(encode_response(&response, &mut out), Ok(()), "{name}");
+            assert_eq!(&out[..6], b"before", "{name}");
+            assert_eq!(&out[6..], bytes, "{name}");
+            assert_eq!(response.code(), bytes[4], "{name}");
+        }
+    }
+
+    #[test]
+    fn reply_codes_postfix_would_not_take_are_refused() {
+        let at_cap = format!("550 5.7.1 {}", "x".repeat(MAX_REPLY_LENGTH - 10));
+        assert_eq!(at_cap.len(), MAX_REPLY_LENGTH);
+        let over_cap = format!("{at_cap}x");
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("a 5xx with an enhanced code", "550 5.7.1 blocked", None),
+            ("a 4xx with an enhanced code", "451 4.7.1 later", None),
+            ("no enhanced code", "550 blocked", None),
+            ("text after the enhanced code is optional", "550 5.7.1", None),
+            ("a TAB in the text", "550 5.7.1 a\tb", None),
+            ("exactly the cap", &at_cap, None),
+            ("one byte over the cap", &over_cap, Some("longer than 510 bytes")),
+            ("empty", "", Some("4xx or 5xx")),
+            ("a 2xx", "250 2.0.0 ok", Some("4xx or 5xx")),
+            ("a 3xx", "354 go", Some("4xx or 5xx")),
+            ("a 6xx", "650 x", Some("4xx or 5xx")),
+            ("two digits", "55 x", Some("three-digit")),
+            ("a letter in the code", "5x0 x", Some("three-digit")),
+            ("the code alone", "550", Some("followed by a space")),
+            ("a hyphen: a multi-line reply", "550-first", Some("followed by a space")),
+            ("no space", "550x", Some("followed by a space")),
+            ("CRLF and a second reply", "550 5.7.1 no\r\n250 ok", Some("control character")),
+            ("LF", "550 5.7.1 a\nb", Some("control character")),
+            ("CR", "550 5.7.1 a\rb", Some("control character")),
+            ("NUL", "550 5.7.1 a\0b", Some("control character")),
+            ("ESC", "550 5.7.1 \u{1b}[2J", Some("control character")),
+            ("DEL", "550 5.7.1 \u{7f}", Some("control character")),
+            ("non-ASCII", "550 5.7.1 bücher", Some("not ASCII")),
+            ("enhanced code of another class", "550 4.7.1 x", Some("enhanced status code")),
+            ("enhanced code of class 2", "550 2.0.0 x", Some("enhanced status code")),
+            ("enhanced code with two parts", "550 5.7 x", Some("enhanced status code")),
+            ("enhanced code with four parts", "550 5.7.1.1 x", Some("enhanced status code")),
+            ("enhanced code with a long part", "550 5.7.1234 x", Some("enhanced status code")),
+            ("enhanced code with an empty part", "550 5..1 x", Some("enhanced status code")),
+            ("a digit that starts no enhanced code", "550 5 of them", Some("enhanced status code")),
+        ];
+        for (name, text, refused) in cases {
+            let mut out = b"kept".to_vec();
+            let result = encode_response(&Response::ReplyCode((*text).to_owned()), &mut out);
+            match refused {
+                None => assert_eq!(result, Ok(()), "{name}"),
+                Some(reason) => {
+                    let Err(EncodeError::InvalidReply {
+                        text: shown_text,
+                        reason: why,
+                    }) = result
+                    else {
+                        panic!("{name}: {result:?}");
+                    };
+                    assert!(why.contains(reason), "{name}: {why}");
+                    assert_eq!(shown_text, shown(text), "{name}");
+                    assert_eq!(out, b"kept", "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_and_nothing_is_written() {
+        let name_error = |name: &str| EncodeError::InvalidHeaderName { name: shown(name) };
+        let value_error = |name: &str, value: &str| EncodeError::InvalidHeaderValue {
+            name: shown(name),
+            value: shown(value),
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &str, &str, Option<EncodeError>)> = vec![
+            ("plain", "X-Allowgate", "status=clean; entries=12", None),
+            ("every printable name byte but :", "!#$%&'*+-.^_`|~09AZaz", "v", None),
+            ("empty name", "", "v", Some(name_error(""))),
+            ("space in the name", "X Allowgate", "v", Some(name_error("X Allowgate"))),
+            ("colon in the name", "X-A: forged", "v", Some(name_error("X-A: forged"))),
+            ("TAB in the name", "X\tA", "v", Some(name_error("X\tA"))),
+            ("CRLF in the name", "X\r\nBcc", "v", Some(name_error("X\r\nBcc"))),
+            ("DEL in the name", "X\u{7f}", "v", Some(name_error("X\u{7f}"))),
+            ("non-ASCII name", "X-Bücher", "v", Some(name_error("X-Bücher"))),
+            ("NUL in the name", "X\0", "v", Some(name_error("X\0"))),
+            ("CRLF and a forged header", "X-A", "1\r\nX-Allowgate: status=clean",
+                Some(value_error("X-A", "1\r\nX-Allowgate: status=clean"))),
+            ("LF", "X-A", "a\nb", Some(value_error("X-A", "a\nb"))),
+            ("folding is refused too", "X-A", "a\n\tb", Some(value_error("X-A", "a\n\tb"))),
+            ("CR", "X-A", "a\rb", Some(value_error("X-A", "a\rb"))),
+            ("NUL: would cut the value", "X-A", "a\0b", Some(value_error("X-A", "a\0b"))),
+            ("ESC", "X-A", "\u{1b}[2J", Some(value_error("X-A", "\u{1b}[2J"))),
+            ("DEL", "X-A", "\u{7f}", Some(value_error("X-A", "\u{7f}"))),
+            ("C1 NEL", "X-A", "a\u{85}b", Some(value_error("X-A", "a\u{85}b"))),
+            ("TAB is fine", "X-A", "a\tb", None),
+            ("UTF-8 is fine", "X-A", "Grüße", None),
+        ];
+        for (case, name, value, expected) in cases {
+            let responses = [
+                Response::AddHeader {
+                    name: name.into(),
+                    value: value.into(),
+                },
+                Response::InsertHeader {
+                    index: 3,
+                    name: name.into(),
+                    value: value.into(),
+                },
+                Response::ChangeHeader {
+                    index: 1,
+                    name: name.into(),
+                    value: value.into(),
+                },
+            ];
+            for response in &responses {
+                let mut out = b"kept".to_vec();
+                let result = encode_response(response, &mut out);
+                match &expected {
+                    None => assert_eq!(result, Ok(()), "{case}: {response:?}"),
+                    Some(error) => {
+                        assert_eq!(result.as_ref(), Err(error), "{case}: {response:?}");
+                        assert_eq!(out, b"kept", "{case}: {response:?}");
+                    }
+                }
+            }
+        }
+        // Change at index 0: the index counts from 1.
+        let mut out = Vec::new();
+        let zero = Response::ChangeHeader {
+            index: 0,
+            name: "X-A".into(),
+            value: String::new(),
+        };
+        assert_eq!(
+            encode_response(&zero, &mut out),
+            Err(EncodeError::ZeroHeaderIndex { name: "X-A".into() })
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn quarantine_reasons_are_checked() {
+        let cases: &[(&str, bool)] = &[
+            ("held by allowgate", true),
+            ("Grüße", true),
+            ("", false),
+            ("a\nb", false),
+            ("a\r\n", false),
+            ("a\0b", false),
+            ("\u{1b}", false),
+            ("a\tb", false),
+        ];
+        for (reason, valid) in cases {
+            let mut out = Vec::new();
+            let result = encode_response(&Response::Quarantine((*reason).into()), &mut out);
+            if *valid {
+                assert_eq!(result, Ok(()), "{reason:?}");
+            } else {
+                assert_eq!(
+                    result,
+                    Err(EncodeError::InvalidQuarantineReason {
+                        reason: shown(reason)
+                    }),
+                    "{reason:?}"
+                );
+                assert!(out.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn final_responses() {
+        let finals = b"Ocartdy";
+        let all = [
+            Response::OptNeg(OptNeg {
+                version: 6,
+                actions: 0,
+                protocol: 0,
+            }),
+            Response::Continue,
+            Response::Accept,
+            Response::Reject,
+            Response::Tempfail,
+            Response::Discard,
+            Response::ReplyCode(String::new()),
+            Response::Quarantine(String::new()),
+            header("a", "b"),
+            Response::InsertHeader {
+                index: 0,
+                name: String::new(),
+                value: String::new(),
+            },
+            Response::ChangeHeader {
+                index: 0,
+                name: String::new(),
+                value: String::new(),
+            },
+            Response::Progress,
+        ];
+        let codes: Vec<u8> = all.iter().map(Response::code).collect();
+        assert_eq!(codes, b"Ocartdyqhimp");
+        for response in &all {
+            assert_eq!(
+                response.is_final(),
+                finals.contains(&response.code()),
+                "{response:?}"
+            );
+        }
+    }
+}
