@@ -142,10 +142,35 @@ pub enum StoreError {
         /// How many entries it has.
         entries: u64,
     },
+    /// A history batch holds more records than one transaction takes.
+    #[error(
+        "a history batch of {records} records; at most {max} are written at once",
+        max = crate::history::MAX_HISTORY_BATCH
+    )]
+    HistoryBatchTooLarge {
+        /// How many records the batch holds.
+        records: usize,
+    },
+    /// A record of a history batch is invalid; the whole batch was refused.
+    #[error("history record {index} of the batch is invalid ({problem}); nothing was written")]
+    InvalidHistoryRecord {
+        /// Its position in the batch (from 0).
+        index: usize,
+        /// What is wrong with it.
+        problem: crate::history::InvalidRecord,
+    },
+    /// A history filter field does not parse.
+    #[error("{field}: {reason}")]
+    InvalidHistoryFilter {
+        /// The field: `sender`, `ip`, `status`, `tenant` or `limit`.
+        field: &'static str,
+        /// Why, quoting the value.
+        reason: String,
+    },
     /// A stored row does not validate any more.
     #[error("corrupt {table} row {id}: {reason}")]
     Corrupt {
-        /// The table (`entries`, `tenants`, `tenant_domains`, `audit`).
+        /// The table (`entries`, `tenants`, `tenant_domains`, `audit`, `history`, `entry_hits`).
         table: &'static str,
         /// The id of the row (the domain's tenant id for `tenant_domains`).
         id: i64,
@@ -199,7 +224,10 @@ impl StoreError {
             StoreError::InvalidUrl { .. }
             | StoreError::NotAUrl { .. }
             | StoreError::UnsupportedUrl { .. }
-            | StoreError::UnknownTenant { .. } => ErrorKind::InvalidInput,
+            | StoreError::UnknownTenant { .. }
+            | StoreError::HistoryBatchTooLarge { .. }
+            | StoreError::InvalidHistoryRecord { .. }
+            | StoreError::InvalidHistoryFilter { .. } => ErrorKind::InvalidInput,
             StoreError::Duplicate { .. }
             | StoreError::TenantExists { .. }
             | StoreError::DomainTaken { .. }

@@ -1,5 +1,6 @@
 //! Storage of allowgate: tenants and their domains, list entries, configuration revisions and
-//! the audit log; import and export of entries.
+//! the audit log; import and export of entries; the email history and per-entry hit counts
+//! ([`history`]).
 //!
 //! The store runs over SQLite (the embedded default; a PostgreSQL backend for fleets will sit
 //! behind the same API — `src/backend/mod.rs` says how backends plug in). Every
@@ -35,6 +36,7 @@
 mod backend;
 mod error;
 pub mod export;
+pub mod history;
 pub mod import;
 mod record;
 mod report;
@@ -49,6 +51,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use backend::{Backend, on_backend};
 pub use error::{ErrorKind, ImportError, StoreError};
 pub use export::ExportFormat;
+pub use history::{EntryHits, HistoryFilter, HistoryMatch, HistoryRecord, InvalidRecord};
 pub use import::{
     ImportFamily, ImportFormat, ImportMode, ImportReport, ImportRequest, ParsedEntry, ParsedImport,
     parse_import,
@@ -284,6 +287,11 @@ impl Store {
         on_backend!(self, ops => ops.entries(filter).await)
     }
 
+    /// One entry by id; [`StoreError::NotFound`] if there is none.
+    pub async fn entry(&self, id: EntryId) -> Result<Entry, StoreError> {
+        on_backend!(self, ops => ops.entry(id).await)
+    }
+
     /// The newest revision; 0 when nothing ever changed.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         on_backend!(self, ops => ops.revision().await)
@@ -315,6 +323,37 @@ impl Store {
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<ImportReport, ImportError> {
         on_backend!(self, ops => ops.import(req, data, actor, progress).await)
+    }
+
+    /// Write a batch of history records in one short transaction (multi-row inserts), and add
+    /// each entry that took effect in them (matched and applied) to its hit count
+    /// ([`Store::entry_hits`]). Every record is checked first ([`HistoryRecord::validate`]): one
+    /// bad record refuses the whole batch ([`StoreError::InvalidHistoryRecord`], nothing
+    /// written), and so does a batch of more than [`history::MAX_HISTORY_BATCH`] records. An
+    /// empty batch does nothing. History writes take the write lock like changes do, and
+    /// wait for it up to the busy timeout.
+    pub async fn record_history(&self, batch: &[HistoryRecord]) -> Result<(), StoreError> {
+        on_backend!(self, ops => ops.record_history(batch).await)
+    }
+
+    /// The history records `filter` selects, newest first (by time, then by the order they
+    /// were written). A filter field that does not parse is refused
+    /// ([`StoreError::InvalidHistoryFilter`], naming it).
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRecord>, StoreError> {
+        on_backend!(self, ops => ops.history(filter).await)
+    }
+
+    /// Delete the history records older than `older_than` (retention); returns how many. Rows
+    /// go oldest first in chunks of a few thousand, each its own transaction, so a purge never
+    /// holds the write lock for long.
+    pub async fn purge_history(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+        on_backend!(self, ops => ops.purge_history(older_than).await)
+    }
+
+    /// How often entry `id` took effect in the history written so far, and when last; `None`
+    /// if it never did. Purging history leaves the counts alone.
+    pub async fn entry_hits(&self, id: EntryId) -> Result<Option<EntryHits>, StoreError> {
+        on_backend!(self, ops => ops.entry_hits(id).await)
     }
 
     /// Export the entries selected by `filter` (ordered by id) in `format`.

@@ -39,6 +39,17 @@ macro_rules! behaviour_tests {
                 concurrency::a_change_waits_for_another_up_to_the_busy_timeout,
                 concurrency::concurrent_imports_all_succeed_one_after_another,
                 concurrency::a_policy_load_never_mixes_revisions,
+                history::history_records_read_back_identical,
+                history::history_stores_addresses_normalised_and_times_to_the_microsecond,
+                history::history_filters_alone_and_combined,
+                history::records_of_the_same_time_come_newest_written_first,
+                history::bad_history_filters_are_refused_naming_the_field,
+                history::entry_hits_count_applied_matches_across_batches,
+                history::entry_shows_one_entry_and_its_hits,
+                history::purge_deletes_only_older_records_in_chunks,
+                history::an_empty_history_batch_changes_nothing,
+                history::a_bad_history_record_refuses_the_whole_batch,
+                history::history_batches_and_admin_changes_interleave,
             );
         }
     };
@@ -139,6 +150,13 @@ mod sqlite_files {
             assert_send(&entries);
             let policy = store.load_policy();
             assert_send(&policy);
+            let history_filter = allowgate_store::HistoryFilter::default();
+            let history = store.history(&history_filter);
+            assert_send(&history);
+            let batch = store.record_history(&[]);
+            assert_send(&batch);
+            let purge = store.purge_history(chrono::Utc::now());
+            assert_send(&purge);
             import.await.unwrap();
         };
         assert_send(&whole);

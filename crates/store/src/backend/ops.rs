@@ -9,6 +9,10 @@ use sqlx::{Pool, QueryBuilder};
 
 use super::{self as dialect, Db};
 use crate::error::{ImportError, StoreError};
+use crate::history::{
+    EntryHits, HistoryFilter, HistoryMatch, HistoryRecord, PreparedRecord, SenderCondition,
+    time_of_micros,
+};
 use crate::import::{self, ImportMode, ImportReport, ImportRequest};
 use crate::record::{ENTRY_COLUMNS, EntryRow};
 use crate::{AuditRecord, EntryFilter, Policy, TenantRemoval, UnreadableEntry, now};
@@ -32,6 +36,62 @@ struct AuditDbRow {
     object_id: Option<i64>,
     before: Option<String>,
     after: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryDbRow {
+    id: i64,
+    time: i64,
+    node: String,
+    queue_id: Option<String>,
+    tenant: Option<String>,
+    client_ip: String,
+    sender: Option<String>,
+    sender_source: Option<String>,
+    recipients: String,
+    status: String,
+    action: String,
+    bypassed: String,
+    matched: String,
+    checks: String,
+    reason: String,
+    revision: i64,
+}
+
+/// The columns of [`HistoryDbRow`].
+const HISTORY_COLUMNS: &str = "id, time, node, queue_id, tenant, client_ip, sender, \
+     sender_source, recipients, status, action, bypassed, matched, checks, reason, revision";
+
+impl HistoryDbRow {
+    fn into_record(self) -> Result<HistoryRecord, StoreError> {
+        let id = self.id;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            table: "history",
+            id,
+            reason,
+        };
+        fn decode<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, String> {
+            serde_json::from_str(text).map_err(|e| format!("{field}: {e}"))
+        }
+        Ok(HistoryRecord {
+            time: time_of_micros(self.time)
+                .ok_or_else(|| corrupt(format!("time {} is out of range", self.time)))?,
+            node: self.node,
+            queue_id: self.queue_id,
+            tenant: self.tenant,
+            client_ip: self.client_ip,
+            sender: self.sender,
+            sender_source: self.sender_source,
+            recipients: decode("recipients", &self.recipients).map_err(corrupt)?,
+            status: self.status,
+            action: self.action,
+            bypassed: decode("bypassed", &self.bypassed).map_err(corrupt)?,
+            matched: decode::<Vec<HistoryMatch>>("matched", &self.matched).map_err(corrupt)?,
+            checks: decode("checks", &self.checks).map_err(corrupt)?,
+            reason: self.reason,
+            revision: self.revision,
+        })
+    }
 }
 
 impl Ops {
@@ -259,15 +319,7 @@ impl Ops {
         actor: &Actor,
     ) -> Result<Entry, StoreError> {
         let mut tx = dialect::begin_write(&self.pool).await?;
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries e LEFT JOIN tenants t ON t.id = e.tenant_id \
-             WHERE e.id = $1"
-        );
-        let row: Option<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let entry = row.ok_or(StoreError::NotFound { id })?.into_entry()?;
+        let entry = read_entry(&mut tx, id).await?;
         let at = now();
         let e = &entry.entry;
         let summary = format!(
@@ -364,6 +416,169 @@ impl Ops {
                 })
             })
             .collect()
+    }
+
+    pub(crate) async fn entry(&self, id: EntryId) -> Result<Entry, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_entry(&mut conn, id).await
+    }
+
+    pub(crate) async fn record_history(&self, batch: &[HistoryRecord]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if batch.len() > crate::history::MAX_HISTORY_BATCH {
+            return Err(StoreError::HistoryBatchTooLarge {
+                records: batch.len(),
+            });
+        }
+        // Everything is checked and encoded before the write lock is taken.
+        let rows = batch
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                PreparedRecord::new(r)
+                    .map_err(|problem| StoreError::InvalidHistoryRecord { index, problem })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let hits = entry_hit_counts(batch, &rows);
+        let mut query = QueryBuilder::<Db>::new("");
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        for chunk in rows.chunks(dialect::HISTORY_CHUNK) {
+            query.reset();
+            query.push(
+                "INSERT INTO history (time, node, queue_id, tenant, client_ip, ip_key, sender, \
+                 sender_rdomain, sender_source, recipients, status, action, bypassed, matched, \
+                 checks, reason, revision) ",
+            );
+            query.push_values(chunk, |mut row, r| {
+                row.push_bind(r.time)
+                    .push_bind(r.node)
+                    .push_bind(r.queue_id)
+                    .push_bind(r.tenant.as_deref())
+                    .push_bind(r.client_ip.as_str())
+                    .push_bind(r.ip_key.as_slice())
+                    .push_bind(r.sender.as_deref())
+                    .push_bind(r.sender_rdomain.as_deref())
+                    .push_bind(r.sender_source)
+                    .push_bind(r.recipients.as_str())
+                    .push_bind(r.status)
+                    .push_bind(r.action)
+                    .push_bind(r.bypassed.as_str())
+                    .push_bind(r.matched.as_str())
+                    .push_bind(r.checks.as_str())
+                    .push_bind(r.reason)
+                    .push_bind(r.revision);
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        for chunk in hits.chunks(dialect::ENTRY_HITS_CHUNK) {
+            query.reset();
+            query.push("INSERT INTO entry_hits (entry_id, hits, last_hit) ");
+            query.push_values(chunk, |mut row, (id, (hits, last))| {
+                row.push_bind(*id).push_bind(*hits).push_bind(*last);
+            });
+            query.push(
+                " ON CONFLICT (entry_id) DO UPDATE SET hits = entry_hits.hits + excluded.hits, \
+                 last_hit = CASE WHEN excluded.last_hit > entry_hits.last_hit \
+                 THEN excluded.last_hit ELSE entry_hits.last_hit END",
+            );
+            query.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn history(
+        &self,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let f = filter.parse()?;
+        let mut query =
+            QueryBuilder::<Db>::new(format!("SELECT {HISTORY_COLUMNS} FROM history WHERE 1 = 1"));
+        match f.sender {
+            None => {}
+            Some(SenderCondition::Address(address)) => {
+                query.push(" AND sender = ").push_bind(address);
+            }
+            Some(SenderCondition::Domain(rdomain)) => {
+                query.push(" AND sender_rdomain = ").push_bind(rdomain);
+            }
+            Some(SenderCondition::DomainAndBelow { start, end }) => {
+                query
+                    .push(" AND sender_rdomain >= ")
+                    .push_bind(start)
+                    .push(" AND sender_rdomain < ")
+                    .push_bind(end);
+            }
+        }
+        if let Some((first, last)) = f.ip {
+            query
+                .push(" AND ip_key BETWEEN ")
+                .push_bind(first)
+                .push(" AND ")
+                .push_bind(last);
+        }
+        if let Some(status) = f.status {
+            query.push(" AND status = ").push_bind(status);
+        }
+        if let Some(tenant) = f.tenant {
+            query.push(" AND tenant = ").push_bind(tenant);
+        }
+        if let Some(since) = f.since {
+            query.push(" AND time >= ").push_bind(since);
+        }
+        query
+            .push(" ORDER BY time DESC, id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows: Vec<HistoryDbRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(HistoryDbRow::into_record).collect()
+    }
+
+    pub(crate) async fn purge_history(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = older_than.timestamp_micros();
+        let chunk = i64::try_from(dialect::PURGE_CHUNK).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            // One short transaction per chunk: admin changes and history batches wait for one
+            // chunk at most, never for the whole purge.
+            let mut tx = dialect::begin_write(&self.pool).await?;
+            let n = sqlx::query(
+                "DELETE FROM history WHERE id IN \
+                 (SELECT id FROM history WHERE time < $1 ORDER BY time LIMIT $2)",
+            )
+            .bind(before)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            deleted += n;
+            if n < dialect::PURGE_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    pub(crate) async fn entry_hits(&self, id: EntryId) -> Result<Option<EntryHits>, StoreError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT hits, last_hit FROM entry_hits WHERE entry_id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(hits, last_hit)| {
+            let corrupt = |reason: String| StoreError::Corrupt {
+                table: "entry_hits",
+                id: id.0,
+                reason,
+            };
+            Ok(EntryHits {
+                hits: u64::try_from(hits).map_err(|_| corrupt(format!("hits {hits}")))?,
+                last_hit: time_of_micros(last_hit)
+                    .ok_or_else(|| corrupt(format!("last_hit {last_hit} is out of range")))?,
+            })
+        })
+        .transpose()
     }
 
     pub(crate) async fn import(
@@ -500,6 +715,28 @@ impl Ops {
     }
 }
 
+/// For every entry that took effect in `batch` (matched and applied): in how many records, and
+/// the newest of their times (as stored). An entry listed twice in one record counts once.
+fn entry_hit_counts(
+    batch: &[HistoryRecord],
+    rows: &[PreparedRecord<'_>],
+) -> Vec<(i64, (i64, i64))> {
+    let mut hits: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    let mut ids = Vec::new();
+    for (record, row) in batch.iter().zip(rows) {
+        ids.clear();
+        ids.extend(record.matched.iter().filter(|m| m.applied).map(|m| m.id));
+        ids.sort_unstable();
+        ids.dedup();
+        for &id in &ids {
+            let (count, last) = hits.entry(id).or_insert((0, row.time));
+            *count += 1;
+            *last = (*last).max(row.time);
+        }
+    }
+    hits.into_iter().collect()
+}
+
 /// Sorted ids as runs of consecutive ids, `(first, last)` each.
 fn id_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
     let mut runs: Vec<(i64, i64)> = Vec::new();
@@ -627,6 +864,19 @@ async fn read_tenants(conn: &mut Conn) -> Result<Vec<Tenant>, StoreError> {
         }
     }
     Ok(tenants)
+}
+
+/// One entry; [`StoreError::NotFound`] if there is none with this id.
+async fn read_entry(conn: &mut Conn, id: EntryId) -> Result<Entry, StoreError> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries e LEFT JOIN tenants t ON t.id = e.tenant_id \
+         WHERE e.id = $1"
+    );
+    let row: Option<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.ok_or(StoreError::NotFound { id })?.into_entry()
 }
 
 /// The entries selected by `filter`, ordered by id.

@@ -179,6 +179,16 @@ pub(crate) fn insert_entries(
     query.push(") WHERE true ON CONFLICT DO NOTHING RETURNING id");
 }
 
+/// Rows per multi-row `INSERT` into `history` (17 bound values each: 8,500 per statement;
+/// SQLite allows 32,766).
+pub(crate) const HISTORY_CHUNK: usize = 500;
+
+/// Rows per multi-row upsert into `entry_hits` (3 bound values each).
+pub(crate) const ENTRY_HITS_CHUNK: usize = 1000;
+
+/// History rows deleted per transaction by a purge.
+pub(crate) const PURGE_CHUNK: usize = 5000;
+
 /// Most id runs (`e.id BETWEEN $a AND $b`, two bound values each) in one statement.
 pub(crate) const ID_RUN_CHUNK: usize = 500;
 

@@ -5,6 +5,7 @@
 pub mod concurrency;
 pub mod entries;
 pub mod export;
+pub mod history;
 pub mod imports;
 pub mod tenants;
 
