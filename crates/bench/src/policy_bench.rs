@@ -299,6 +299,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let mut config = Config::default();
         config.store.url = url;
         config.listen.policy = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        config.listen.milter = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
         config.listen.http = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
         let running = serve::start(&config).await.map_err(|e| e.to_string())?;
         let addr = running.policy_addr();

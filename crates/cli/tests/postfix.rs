@@ -21,16 +21,18 @@ const REFUSAL: &str = "Message refused by the recipient's mail policy";
 struct Serve {
     child: Child,
     policy: SocketAddr,
+    milter: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Serve {
-    /// Start `allowgate serve` on `db`, its policy server on `policy` (port 0: a free one),
-    /// with `extra` arguments; wait for its `listening` line.
-    fn start(db: &str, policy: SocketAddr, extra: &[&str]) -> Serve {
+    /// Start `allowgate serve` on `db`, its policy server on `policy` and its milter on
+    /// `milter` (port 0: a free one), with `extra` arguments; wait for its `listening` line.
+    fn start(db: &str, (policy, milter): (SocketAddr, SocketAddr), extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_allowgate"))
             .args(["--db", db, "serve", "--http", "127.0.0.1:0"])
             .args(["--policy", &policy.to_string()])
+            .args(["--milter", &milter.to_string()])
             .args(extra)
             .env_remove("ALLOWGATE_DB")
             .env("RUST_LOG", "info")
@@ -44,18 +46,21 @@ impl Serve {
         let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("policy="))
-                    .filter(|_| line.contains("listening"))
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(str::to_string)
+                };
+                if line.contains("listening")
+                    && let (Some(p), Some(m)) = (field("policy="), field("milter="))
                 {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((p, m));
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let policy = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().unwrap(),
+        let (policy, milter) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((p, m)) => (p.parse().unwrap(), m.parse().unwrap()),
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -64,7 +69,16 @@ impl Serve {
                 );
             }
         };
-        Serve { child, policy, log }
+        Serve {
+            child,
+            policy,
+            milter,
+            log,
+        }
+    }
+
+    fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.policy, self.milter)
     }
 
     /// Kill it at once (SIGKILL), as a crash would.
@@ -182,16 +196,43 @@ fn mail_through_a_real_postfix() {
             "spf,greylisting",
         ],
     );
-    let serve = Serve::start(&db, "127.0.0.1:0".parse().unwrap(), &[]);
-    let policy = serve.policy;
-    let postfix = Postfix::require(PostfixConfig::default().with_policy(policy));
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "block",
+            "--kind",
+            "domain",
+            "--value",
+            "*.evil.test",
+        ],
+    );
+    let free = "127.0.0.1:0".parse().unwrap();
+    let serve = Serve::start(&db, (free, free), &[]);
+    let addrs = serve.addrs();
+    let postfix = Postfix::require(
+        PostfixConfig::default()
+            .with_policy(serve.policy)
+            .with_milter(serve.milter),
+    );
 
     // A blocked client is refused at RCPT, with a text that names no entry.
     let r = postfix.send(&mail("203.0.113.66", "bob@example.test"));
     assert!(refused_at_rcpt(&r), "blocked client not refused:\n{r}");
 
-    // An exempted client's mail is delivered with the X-Allowgate header, once.
-    let r = postfix.send(&mail("198.51.100.7", "bob@example.test"));
+    // An exempted client's mail is delivered with exactly one X-Allowgate header: the milter
+    // deletes the ones the policy server prepended (one per recipient) and any forged copy,
+    // and adds the final decision's.
+    let forged = Mail::new(
+        "alice@sender.test",
+        ["bob@example.test", "zoe@example.test"],
+    )
+    .client("198.51.100.7".parse().unwrap())
+    .helo("mx.sender.test")
+    .header("X-Allowgate", "status=clean; bypass=all; entries=1");
+    let r = postfix.send(&forged);
     assert!(r.is_queued(), "exempted mail not accepted:\n{r}");
     let bob = delivered_to(&postfix, "bob@example.test");
     assert_eq!(
@@ -201,11 +242,49 @@ fn mail_through_a_real_postfix() {
         bob.raw
     );
 
-    // Mail nothing matches is delivered without the header.
+    // An outsider's forged header does not survive: mail nothing exempts says `pass`.
+    let outsider = Mail::new("mallory@sender.test", ["yann@example.test"])
+        .client("192.0.2.50".parse().unwrap())
+        .helo("mx.sender.test")
+        .header("X-Allowgate", "status=clean; bypass=all; entries=1")
+        .header("X-MS-Exchange-Organization-SCL", "-1");
+    let r = postfix.send(&outsider);
+    assert!(r.is_queued(), "{r}");
+    let yann = delivered_to(&postfix, "yann@example.test");
+    assert_eq!(
+        yann.header_all("X-Allowgate"),
+        ["status=pass; tenant=acme"],
+        "{}",
+        yann.raw
+    );
+    assert!(
+        yann.header("X-MS-Exchange-Organization-SCL").is_none(),
+        "{}",
+        yann.raw
+    );
+
+    // A From header on the block list: the envelope is clean, the milter refuses the message.
+    let evil = Mail::new("bounce@lists.sender.test", ["bob@example.test"])
+        .client("192.0.2.51".parse().unwrap())
+        .helo("mx.sender.test")
+        .header("From", "\"Boss\" <boss@mail.evil.test>");
+    let r = postfix.send(&evil);
+    let end = r.end_of_data.as_ref().expect("no reply after the data");
+    assert!(
+        end.code == 550 && end.text.contains(REFUSAL),
+        "a blocked From header was not refused by the milter:\n{r}"
+    );
+
+    // Mail nothing matches is delivered with `status=pass`.
     let r = postfix.send(&mail("192.0.2.44", "carol@example.test"));
     assert!(r.is_queued(), "{r}");
     let plain = delivered_to(&postfix, "carol@example.test");
-    assert!(plain.header("X-Allowgate").is_none(), "{}", plain.raw);
+    assert_eq!(
+        plain.header_all("X-Allowgate"),
+        ["status=pass; tenant=acme"],
+        "{}",
+        plain.raw
+    );
 
     // An exempted client still cannot relay to a foreign domain: relay control is Postfix's.
     let r = postfix.send(&mail("198.51.100.7", "someone@foreign.test"));
@@ -237,7 +316,7 @@ fn mail_through_a_real_postfix() {
     delivered_to(&postfix, "dave@example.test");
 
     // Restarted on the same address, blocking works again.
-    let serve = Serve::start(&db, policy, &[]);
+    let serve = Serve::start(&db, addrs, &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = postfix.send(&mail("203.0.113.66", "bob@example.test"));
@@ -255,10 +334,46 @@ fn mail_through_a_real_postfix() {
         "{log}"
     );
 
-    // With blocks quarantining, a blocked client's message goes to the hold queue.
+    // With blocks quarantining, a blocked client's message goes to the hold queue; with the
+    // `exchange` header profile, a bypass of `spam` shows as SCL -1.
     let config = dir.path().join("quarantine.toml");
-    std::fs::write(&config, "[policy]\nblock_action = \"quarantine\"\n").unwrap();
-    let serve = Serve::start(&db, policy, &["--config", config.to_str().unwrap()]);
+    std::fs::write(
+        &config,
+        "[policy]\nblock_action = \"quarantine\"\n[milter]\nheader_profile = \"exchange\"\n",
+    )
+    .unwrap();
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "allow",
+            "--kind",
+            "ip",
+            "--value",
+            "198.51.100.99",
+            "--bypass",
+            "spam,graymail",
+        ],
+    );
+    let serve = Serve::start(&db, addrs, &["--config", config.to_str().unwrap()]);
+    // The new server loaded its snapshot before it said `listening`.
+    let r = postfix.send(&mail("198.51.100.99", "vip@example.test"));
+    assert!(r.is_queued(), "{r}");
+    let vip = delivered_to(&postfix, "vip@example.test");
+    assert_eq!(
+        vip.header_all("X-MS-Exchange-Organization-SCL"),
+        ["-1"],
+        "{}",
+        vip.raw
+    );
+    assert_eq!(
+        vip.header_all("X-MS-Exchange-Organization-BypassClutter"),
+        ["true"],
+        "{}",
+        vip.raw
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = postfix.send(&mail("203.0.113.66", "erin@example.test"));

@@ -32,6 +32,10 @@ pub struct Config {
     pub policy: PolicySettings,
     /// The Postfix policy server.
     pub policy_server: PolicyServerConfig,
+    /// The milter.
+    pub milter: MilterConfig,
+    /// The email history.
+    pub history: HistoryConfig,
     /// How changes made elsewhere (the CLI, another node) are picked up.
     pub reload: ReloadConfig,
     /// Logging.
@@ -163,6 +167,77 @@ impl Default for PolicyServerConfig {
     }
 }
 
+/// Which extra headers the milter adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderProfile {
+    /// `X-Allowgate` only.
+    Standard,
+    /// Also Exchange Online's: `X-MS-Exchange-Organization-SCL: -1` when `spam` is bypassed,
+    /// `…-BypassClutter: true` for `graymail`, `…-SkipSafeLinksProcessing: 1` for
+    /// `safe-links`, `…-SkipSafeAttachmentProcessing: 1` for `safe-attachments`.
+    Exchange,
+}
+
+/// `[milter]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MilterConfig {
+    /// Extra headers: `standard` (default) or `exchange`.
+    pub header_profile: HeaderProfile,
+    /// The text of a refusal (5.x.x code and words that name no entry). Default as the policy
+    /// server's.
+    pub reject_text: String,
+    /// Most bytes of a message kept for matching (headers and body); the rest passes unread.
+    /// Default 10 MiB.
+    pub max_message_bytes: usize,
+    /// Most headers kept per message. Default 1000.
+    pub max_headers: usize,
+    /// An idle connection is closed after this many seconds. Default 600.
+    pub idle_timeout_s: u64,
+    /// Most connections served at once. Default 1024.
+    pub max_connections: usize,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            header_profile: HeaderProfile::Standard,
+            reject_text: PolicyServerConfig::default().reject_text,
+            max_message_bytes: 10 * 1024 * 1024,
+            max_headers: 1000,
+            idle_timeout_s: 600,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Record every decision. Default true.
+    pub enabled: bool,
+    /// Decisions waiting to be written at most; more are dropped and counted (mail never
+    /// waits for history). Default 10000.
+    pub queue: usize,
+    /// Records are deleted after this many days. Default 30.
+    pub retention_days: u32,
+    /// This gateway's name in the records. Default: the host name.
+    pub node: String,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            queue: 10_000,
+            retention_days: 30,
+            node: String::new(),
+        }
+    }
+}
+
 /// `[reload]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -238,11 +313,13 @@ impl Config {
                 "listen" => value.try_into().map(|v| config.listen = v),
                 "policy" => value.try_into().map(|v| config.policy = v),
                 "policy_server" => value.try_into().map(|v| config.policy_server = v),
+                "milter" => value.try_into().map(|v| config.milter = v),
+                "history" => value.try_into().map(|v| config.history = v),
                 "reload" => value.try_into().map(|v| config.reload = v),
                 "log" => value.try_into().map(|v| config.log = v),
                 other => {
                     problems.push(format!(
-                        "[{}]: unknown section; known: store, listen, policy, policy_server, reload, log",
+                        "[{}]: unknown section; known: store, listen, policy, policy_server, milter, history, reload, log",
                         shown(other, 40)
                     ));
                     continue;
@@ -317,14 +394,41 @@ impl Config {
         if ps.max_connections == 0 {
             problems.push("policy_server.max_connections: must be positive".into());
         }
-        let text_ok = ps.reject_text.len() <= 200
-            && !ps.reject_text.chars().any(char::is_control)
-            && ps.reject_text.starts_with("5.");
-        if !text_ok {
+        for (key, text) in [
+            ("policy_server.reject_text", &ps.reject_text),
+            ("milter.reject_text", &self.milter.reject_text),
+        ] {
+            let ok = text.len() <= 200
+                && !text.chars().any(char::is_control)
+                && text.starts_with("5.")
+                && !text.contains('%');
+            if !ok {
+                problems.push(format!(
+                    "{key}: a 5.x.x status code and words, at most 200 characters, no control \
+                     characters and no `%`"
+                ));
+            }
+        }
+        let m = &self.milter;
+        if !(64 * 1024..=100 * 1024 * 1024).contains(&m.max_message_bytes) {
+            problems.push("milter.max_message_bytes: must be between 64 KiB and 100 MiB".into());
+        }
+        if !(16..=100_000).contains(&m.max_headers) {
+            problems.push("milter.max_headers: must be between 16 and 100000".into());
+        }
+        if m.idle_timeout_s == 0 || m.max_connections == 0 {
+            problems.push("milter: idle_timeout_s and max_connections must be positive".into());
+        }
+        let h = &self.history;
+        if !(1..=10_000_000).contains(&h.queue) {
+            problems.push("history.queue: must be between 1 and 10000000".into());
+        }
+        if !(1..=3650).contains(&h.retention_days) {
+            problems.push("history.retention_days: must be between 1 and 3650".into());
+        }
+        if h.node.len() > 64 || h.node.chars().any(|c| c.is_control() || c.is_whitespace()) {
             problems.push(
-                "policy_server.reject_text: a 5.x.x status code and words, at most 200 characters, \
-                 no control characters"
-                    .into(),
+                "history.node: at most 64 characters, no spaces or control characters".into(),
             );
         }
         if !(10..=60_000).contains(&self.reload.poll_interval_ms) {

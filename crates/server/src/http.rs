@@ -50,10 +50,11 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<Health> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let text = shared.metrics.render(
+    let text = shared.metrics.render_with(
         shared.snapshot.load().revision(),
         shared.snapshot_age_s().unwrap_or(-1.0),
         shared.store_ok(),
+        Some(&shared.history),
     );
     (
         [(

@@ -23,8 +23,10 @@
 
 pub mod config;
 pub mod evaluate;
+pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod milterd;
 pub mod policy;
 pub mod policyd;
 pub mod reload;

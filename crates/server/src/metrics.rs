@@ -90,6 +90,17 @@ impl Metrics {
     /// The Prometheus text exposition, with the snapshot's revision and age (seconds) and
     /// whether the store answered the last poll.
     pub fn render(&self, revision: i64, snapshot_age_s: f64, store_ok: bool) -> String {
+        self.render_with(revision, snapshot_age_s, store_ok, None)
+    }
+
+    /// [`Metrics::render`] plus the history's queue depth and counters.
+    pub fn render_with(
+        &self,
+        revision: i64,
+        snapshot_age_s: f64,
+        store_ok: bool,
+        history: Option<&crate::history::History>,
+    ) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -194,6 +205,38 @@ impl Metrics {
         ] {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        if let Some(h) = history {
+            let m = h.metrics();
+            for (name, kind, help, value) in [
+                (
+                    "allowgate_history_queue",
+                    "gauge",
+                    "Decisions waiting to be written to the history.",
+                    h.queue_depth() as u64,
+                ),
+                (
+                    "allowgate_history_written_total",
+                    "counter",
+                    "History records written.",
+                    load(&m.written),
+                ),
+                (
+                    "allowgate_history_dropped_total",
+                    "counter",
+                    "Decisions not recorded because the history queue was full.",
+                    load(&m.dropped),
+                ),
+                (
+                    "allowgate_history_write_failures_total",
+                    "counter",
+                    "History batches the store refused or could not take (their records are lost).",
+                    load(&m.write_failures),
+                ),
+            ] {
+                header(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
         }
         out
     }

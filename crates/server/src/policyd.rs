@@ -30,6 +30,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::PolicyServerConfig;
+use crate::history::{Event, Stage};
 use crate::metrics::RequestKind;
 use crate::reload::Shared;
 
@@ -187,7 +188,7 @@ fn answer(
         // no exemption is the safe answer.
         return PolicyAction::Dunno;
     };
-    let snapshot = shared.snapshot.load();
+    let snapshot = shared.snapshot.load_full();
     let found = exemptions(&snapshot, &ctx);
     let results = CheckResults::new();
     let decision = decide(&found, &results);
@@ -210,6 +211,16 @@ fn answer(
         Action::Tag | Action::Accept => PolicyAction::Dunno,
     };
     shared.metrics.decision(status, started.elapsed());
+    drop(decision);
+    drop(found);
+    let queue_id = request.queue_id().map(str::to_string);
+    shared.history.record(Event {
+        snapshot,
+        context: ctx,
+        results,
+        queue_id,
+        stage: Stage::Rcpt,
+    });
     tracing::debug!(
         queue_id = request.queue_id().unwrap_or_default(),
         client = request.client_address().unwrap_or_default(),

@@ -31,6 +31,8 @@ pub struct Shared {
     store_ok: AtomicBool,
     /// Counters.
     pub metrics: Metrics,
+    /// Where decisions are recorded.
+    pub history: crate::history::History,
 }
 
 fn now_ms() -> u64 {
@@ -40,13 +42,15 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
-    /// A server's shared state, serving `snapshot` until the first reload.
-    pub fn new(snapshot: Snapshot) -> Shared {
+    /// A server's shared state, serving `snapshot` until the first reload and recording
+    /// decisions into `history`.
+    pub fn new(snapshot: Snapshot, history: crate::history::History) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             confirmed_ms: AtomicU64::new(0),
             store_ok: AtomicBool::new(false),
             metrics: Metrics::default(),
+            history,
         }
     }
 

@@ -5,6 +5,7 @@
 //! use allowgate_server::{config::Config, serve};
 //! let mut config = Config::default();
 //! config.listen.policy = "127.0.0.1:0".parse().unwrap();
+//! config.listen.milter = "127.0.0.1:0".parse().unwrap();
 //! config.listen.http = "127.0.0.1:0".parse().unwrap();
 //! let running = serve::start(&config).await?;
 //! println!("policy server on {}", running.policy_addr());
@@ -23,8 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::history::{self, History, HistorySettings};
 use crate::reload::{self, Shared, StoreSource};
-use crate::{http, policyd};
+use crate::{http, milterd, policyd};
 
 /// How long shutdown waits for requests in progress before it gives up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -49,6 +51,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Running {
     policy_addr: SocketAddr,
+    milter_addr: SocketAddr,
     http_addr: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
@@ -99,7 +102,7 @@ async fn first_snapshot(store: Option<&Store>, config: &PolicyConfig) -> (Snapsh
 
 /// Open the store, compile the first snapshot, bind the listeners and start serving. Returns
 /// once everything listens; the bound addresses are logged as
-/// `listening policy=ADDR milter=off http=ADDR`.
+/// `listening policy=ADDR milter=ADDR http=ADDR`.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let options = StoreOptions {
         busy_timeout: Duration::from_secs_f64(config.store.busy_timeout_s),
@@ -113,20 +116,39 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     };
     let policy_config = config.policy_config();
     let (snapshot, loaded_from_store) = first_snapshot(store.as_ref(), &policy_config).await;
-    let shared = Arc::new(Shared::new(snapshot));
-    if loaded_from_store {
-        shared.confirm();
-    }
     let (policy_listener, policy_addr) = bind("policy", config.listen.policy).await?;
+    let (milter_listener, milter_addr) = bind("milter", config.listen.milter).await?;
     let (http_listener, http_addr) = bind("http", config.listen.http).await?;
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = Vec::new();
+    let source = StoreSource {
+        url: config.store.url.clone(),
+        options: options.clone(),
+    };
+    let history = if config.history.enabled {
+        let settings = HistorySettings {
+            queue: config.history.queue,
+            retention: Duration::from_secs(u64::from(config.history.retention_days) * 86_400),
+            node: if config.history.node.is_empty() {
+                host_name()
+            } else {
+                config.history.node.clone()
+            },
+        };
+        // The history writer is the last task stopped: it writes what the listeners queued.
+        let (history, task) = history::start(settings, source.clone(), watcher.clone());
+        tasks.push(task);
+        history
+    } else {
+        History::disabled()
+    };
+    let shared = Arc::new(Shared::new(snapshot, history));
+    if loaded_from_store {
+        shared.confirm();
+    }
     tasks.push(tokio::spawn(reload::run(
         Arc::clone(&shared),
-        StoreSource {
-            url: config.store.url.clone(),
-            options,
-        },
+        source,
         store,
         policy_config,
         config.poll_interval(),
@@ -136,6 +158,12 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         policy_listener,
         Arc::clone(&shared),
         Arc::new(config.policy_server.clone()),
+        watcher.clone(),
+    )));
+    tasks.push(tokio::spawn(milterd::serve(
+        milter_listener,
+        Arc::clone(&shared),
+        Arc::new(config.milter.clone()),
         watcher.clone(),
     )));
     let mut http_shutdown = watcher.clone();
@@ -157,12 +185,13 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     }));
     tracing::info!(
         policy = %policy_addr,
-        milter = %"off",
+        milter = %milter_addr,
         http = %http_addr,
         "listening"
     );
     Ok(Running {
         policy_addr,
+        milter_addr,
         http_addr,
         shared,
         shutdown,
@@ -174,6 +203,11 @@ impl Running {
     /// Where the policy server listens.
     pub fn policy_addr(&self) -> SocketAddr {
         self.policy_addr
+    }
+
+    /// Where the milter listens.
+    pub fn milter_addr(&self) -> SocketAddr {
+        self.milter_addr
     }
 
     /// Where the HTTP listener listens.
@@ -199,8 +233,27 @@ impl Running {
     }
 }
 
+/// Waits for the tasks, the last first (the listeners, then the reload task, then the history
+/// writer, which writes what the listeners queued).
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for t in tasks {
+    for t in tasks.into_iter().rev() {
         let _ = t.await;
     }
+}
+
+/// This machine's name, for history records (`/proc/sys/kernel/hostname`, `$HOSTNAME`, or
+/// `allowgate`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "allowgate".into())
 }

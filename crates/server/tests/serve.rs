@@ -58,6 +58,7 @@ impl Env {
         let mut config = Config::default();
         config.store.url = self.url.clone();
         config.listen.policy = "127.0.0.1:0".parse().unwrap();
+        config.listen.milter = "127.0.0.1:0".parse().unwrap();
         config.listen.http = "127.0.0.1:0".parse().unwrap();
         config.reload.poll_interval_ms = 50;
         config
@@ -302,6 +303,7 @@ async fn without_a_store_it_answers_at_once_and_says_stale() {
         dir.path().join("missing").join("allowgate.db").display()
     );
     config.listen.policy = "127.0.0.1:0".parse().unwrap();
+    config.listen.milter = "127.0.0.1:0".parse().unwrap();
     config.listen.http = "127.0.0.1:0".parse().unwrap();
     config.reload.poll_interval_ms = 50;
     let started = Instant::now();
@@ -363,4 +365,44 @@ async fn shutdown_finishes_what_it_started_and_stops_listening() {
         .expect("shutdown hung")
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+}
+
+/// The milter speaks protocol 6 with whoever connects: negotiation answered, garbage closes
+/// only that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milter_negotiates_and_closes_on_garbage() {
+    use allowgate_milter::{Command, OptNeg, encode_command};
+    let env = env().await;
+    let running = start(&env, env.config()).await;
+    // Garbage: a packet longer than any cap.
+    let mut junk = TcpStream::connect(running.milter_addr()).await.unwrap();
+    junk.write_all(&[0xff, 0xff, 0xff, 0xff, b'O'])
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), junk.read(&mut buf))
+        .await
+        .expect("not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "garbage got an answer");
+    // Negotiation as Postfix 3.7 offers it.
+    let mut stream = TcpStream::connect(running.milter_addr()).await.unwrap();
+    let mut out = Vec::new();
+    let offer = OptNeg {
+        version: 6,
+        actions: 0x1ff,
+        protocol: 0x1f_ffff,
+    };
+    encode_command(&Command::OptNeg(offer), &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut reply = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut reply))
+        .await
+        .expect("no negotiation reply")
+        .unwrap();
+    // Our reply is a response, not a command: check its code and version by hand.
+    assert!(n >= 17, "short negotiation reply: {:?}", &reply[..n]);
+    assert_eq!(reply[4], b'O');
+    assert_eq!(&reply[5..9], &6u32.to_be_bytes());
+    running.shutdown().await;
 }

@@ -1,0 +1,433 @@
+//! The milter (Postfix `smtpd_milters`, protocol 6): the whole message, over the sans-IO codec
+//! of `allowgate-milter`.
+//!
+//! At `RCPT` it decides for that recipient like the policy server does and refuses a blocked
+//! recipient (`550 5.7.1`, that recipient only). At the end of the message it has the headers
+//! and the body: header senders by priority, the `Received:` walk past internal relays, body
+//! domains and IPs, every accepted recipient's tenant. Then:
+//! - every `X-Allowgate` header that arrived (forged by an outsider, or prepended by the policy
+//!   server at RCPT) is deleted, and one is added: the final decision's (DESIGN §5.3), plus the
+//!   `exchange` profile's headers when configured (incoming copies of those are deleted too);
+//! - a block rejects the message (`550 5.7.1`), a quarantine holds it (Postfix's hold queue), a
+//!   deferral (greylisting) answers `451 4.7.1`, anything else accepts it.
+//!
+//! A protocol error or internal trouble closes the connection; Postfix then applies
+//! `milter_default_action` (`accept` in the recommended setup).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use allowgate_core::{Action, CheckResults, Context, MessageFacts, decide, exemptions};
+use allowgate_milter::{Command, Decoder, Limits, Response, encode_response, envelope_address};
+use allowgate_types::{CheckId, Domain, EmailAddress, parse_ip};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{HeaderProfile, MilterConfig};
+use crate::history::{Event, Stage};
+use crate::metrics::RequestKind;
+use crate::reload::Shared;
+
+/// Our header.
+pub const HEADER: &str = "X-Allowgate";
+/// The `exchange` profile's headers (seed 001), each with the check whose bypass sets it.
+pub const EXCHANGE_HEADERS: [(&str, CheckId, &str); 4] = [
+    ("X-MS-Exchange-Organization-SCL", CheckId::Spam, "-1"),
+    (
+        "X-MS-Exchange-Organization-BypassClutter",
+        CheckId::Graymail,
+        "true",
+    ),
+    (
+        "X-MS-Exchange-Organization-SkipSafeLinksProcessing",
+        CheckId::SafeLinks,
+        "1",
+    ),
+    (
+        "X-MS-Exchange-Organization-SkipSafeAttachmentProcessing",
+        CheckId::SafeAttachments,
+        "1",
+    ),
+];
+
+/// One message transaction's state.
+#[derive(Debug, Default)]
+struct Message {
+    mail_from: Option<EmailAddress>,
+    recipients: Vec<EmailAddress>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Bytes of body dropped beyond the cap.
+    truncated: bool,
+    queue_id: Option<String>,
+}
+
+/// One connection's state.
+#[derive(Debug, Default)]
+struct Session {
+    client_ip: Option<IpAddr>,
+    client_name: Option<Domain>,
+    helo: Option<String>,
+    message: Message,
+}
+
+/// Accept milter connections until `shutdown` turns true, then finish what is in progress.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    settings: Arc<MilterConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                let shared = Arc::clone(&shared);
+                let settings = Arc::clone(&settings);
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    connection(stream, peer, &shared, &settings, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "milter: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    settings: &MilterConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut decoder = Decoder::new(Limits::default());
+    let mut session = Session::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(1024);
+    let idle = Duration::from_secs(settings.idle_timeout_s);
+    loop {
+        out.clear();
+        loop {
+            match decoder.next_command() {
+                Ok(Some(command)) => {
+                    let quit = matches!(command, Command::Quit);
+                    let responses = handle(shared, settings, &mut session, command);
+                    for r in &responses {
+                        if let Err(e) = encode_response(r, &mut out) {
+                            tracing::error!(%peer, error = %e, "milter response could not be encoded");
+                            return;
+                        }
+                    }
+                    if quit {
+                        let _ = stream.write_all(&out).await;
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    shared
+                        .metrics
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %e, "milter protocol error; connection closed");
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+            }
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            return;
+        }
+        if *shutdown.borrow() && decoder.buffered() == 0 && session.message.recipients.is_empty() {
+            return;
+        }
+        tokio::select! {
+            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => decoder.feed(&buf[..n]),
+                Err(_) => {
+                    shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            _ = shutdown.changed(), if !*shutdown.borrow() => {}
+        }
+    }
+}
+
+/// The responses to one command (most get one; the end of a message gets its header changes
+/// and then its verdict; macros and abort get none).
+fn handle(
+    shared: &Shared,
+    settings: &MilterConfig,
+    session: &mut Session,
+    command: Command,
+) -> Vec<Response> {
+    match command {
+        Command::OptNeg(offer) => match allowgate_milter::negotiate(&offer) {
+            Ok(ours) => vec![Response::OptNeg(ours)],
+            Err(e) => {
+                // An MTA that cannot do what we need: say nothing it could misread.
+                tracing::warn!(error = %e, "milter negotiation failed");
+                vec![Response::Tempfail]
+            }
+        },
+        Command::Macros { pairs, .. } => {
+            if let Some(id) = allowgate_milter::macro_value(&pairs, "i") {
+                session.message.queue_id = Some(id.to_string());
+            }
+            if let Some(name) = allowgate_milter::macro_value(&pairs, "client_name") {
+                session.client_name = verified_name(name);
+            }
+            Vec::new()
+        }
+        Command::Connect(connect) => {
+            session.client_ip = connect.ip();
+            if session.client_name.is_none() {
+                session.client_name = connect.host_name().and_then(verified_name);
+            }
+            vec![Response::Continue]
+        }
+        Command::Helo(name) => {
+            session.helo = Some(name);
+            vec![Response::Continue]
+        }
+        Command::Mail(args) => {
+            let queue_id = session.message.queue_id.take();
+            session.message = Message {
+                queue_id,
+                ..Message::default()
+            };
+            session.message.mail_from = args
+                .first()
+                .map(|a| envelope_address(a))
+                .filter(|a| !a.is_empty())
+                .and_then(|a| EmailAddress::parse(a).ok());
+            vec![Response::Continue]
+        }
+        Command::Rcpt(args) => {
+            let Some(rcpt) = args
+                .first()
+                .map(|a| envelope_address(a))
+                .and_then(|a| EmailAddress::parse(a).ok())
+            else {
+                return vec![Response::Continue];
+            };
+            vec![rcpt_stage(shared, settings, session, rcpt)]
+        }
+        Command::Header { name, value } => {
+            if session.message.headers.len() < settings.max_headers {
+                session.message.headers.push((name, value));
+            }
+            vec![Response::Continue]
+        }
+        Command::Body(bytes) => {
+            let room = settings
+                .max_message_bytes
+                .saturating_sub(session.message.body.len());
+            session.message.truncated |= bytes.len() > room;
+            session
+                .message
+                .body
+                .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            vec![Response::Continue]
+        }
+        Command::EndOfBody => {
+            let responses = end_of_message(shared, settings, session);
+            let queue_id = session.message.queue_id.take();
+            session.message = Message {
+                queue_id,
+                ..Message::default()
+            };
+            responses
+        }
+        Command::Abort => {
+            session.message = Message::default();
+            Vec::new()
+        }
+        Command::Data | Command::EndOfHeaders | Command::Unknown(_) => vec![Response::Continue],
+        Command::Quit | Command::QuitNewConnection => {
+            *session = Session::default();
+            Vec::new()
+        }
+    }
+}
+
+/// Postfix's client name is the verified (forward-confirmed) one, or `unknown`.
+fn verified_name(name: &str) -> Option<Domain> {
+    let name = name.trim().trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name == "unknown" || parse_ip(name).is_ok() {
+        return None;
+    }
+    Domain::parse_from_mail(name).ok()
+}
+
+fn context(session: &Session, recipients: Vec<EmailAddress>) -> Option<Context> {
+    let mut ctx = Context::new(chrono::Utc::now(), session.client_ip?, recipients);
+    ctx.client_host = session.client_name.clone();
+    ctx.helo = session.helo.clone();
+    ctx.mail_from = session.message.mail_from.clone();
+    Some(ctx)
+}
+
+/// A recipient's decision at RCPT: refuse it when its tenant blocks the sender.
+fn rcpt_stage(
+    shared: &Shared,
+    settings: &MilterConfig,
+    session: &mut Session,
+    rcpt: EmailAddress,
+) -> Response {
+    shared.metrics.request(RequestKind::Rcpt);
+    let Some(ctx) = context(session, vec![rcpt.clone()]) else {
+        session.message.recipients.push(rcpt);
+        return Response::Continue;
+    };
+    let snapshot = shared.snapshot.load();
+    let found = exemptions(&snapshot, &ctx);
+    let results = CheckResults::new();
+    let (action, _) = decide(&found, &results).recipient(0);
+    if action == Action::Reject {
+        return Response::ReplyCode(format!("550 {}", settings.reject_text));
+    }
+    session.message.recipients.push(rcpt);
+    Response::Continue
+}
+
+/// The message's decision: header changes, then the verdict.
+fn end_of_message(
+    shared: &Shared,
+    settings: &MilterConfig,
+    session: &mut Session,
+) -> Vec<Response> {
+    shared.metrics.request(RequestKind::EndOfMessage);
+    let started = Instant::now();
+    let mut responses = Vec::new();
+    // Delete every header of our names that arrived, the last occurrence first so that the
+    // indexes of the others do not move.
+    let ours = |name: &str| {
+        name.eq_ignore_ascii_case(HEADER)
+            || EXCHANGE_HEADERS
+                .iter()
+                .any(|(h, _, _)| name.eq_ignore_ascii_case(h))
+    };
+    let mut counts: Vec<(String, u32)> = Vec::new();
+    for (name, _) in &session.message.headers {
+        if ours(name) {
+            match counts
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name.clone(), 1)),
+            }
+        }
+    }
+    for (name, count) in &counts {
+        for index in (1..=*count).rev() {
+            responses.push(Response::ChangeHeader {
+                index,
+                name: name.clone(),
+                value: String::new(),
+            });
+        }
+    }
+    let raw = raw_message(&session.message);
+    let facts = MessageFacts::parse(&raw);
+    let Some(mut ctx) = context(session, session.message.recipients.clone()) else {
+        // No client address: nothing to match; accept unchanged but for the forged headers.
+        responses.push(Response::Continue);
+        return responses;
+    };
+    ctx.message = Some(facts);
+    let snapshot = shared.snapshot.load_full();
+    let results = CheckResults::new();
+    let found = exemptions(&snapshot, &ctx);
+    let decision = decide(&found, &results);
+    let mut header = String::new();
+    let _ = decision.write_header(&mut header);
+    let status = decision.status();
+    let verdict = match decision.action() {
+        Action::Reject => Response::ReplyCode(format!("550 {}", settings.reject_text)),
+        Action::Defer => Response::ReplyCode("451 4.7.1 Greylisted, try again later".into()),
+        Action::Quarantine => {
+            responses.push(Response::AddHeader {
+                name: HEADER.into(),
+                value: header.clone(),
+            });
+            Response::Quarantine("quarantined by the recipient's mail policy".into())
+        }
+        Action::Tag | Action::Accept => {
+            responses.push(Response::AddHeader {
+                name: HEADER.into(),
+                value: header.clone(),
+            });
+            if settings.header_profile == HeaderProfile::Exchange {
+                let bypassed = decision.bypassed();
+                for (name, check, value) in EXCHANGE_HEADERS {
+                    if bypassed.contains(check) {
+                        responses.push(Response::AddHeader {
+                            name: name.into(),
+                            value: value.into(),
+                        });
+                    }
+                }
+            }
+            Response::Continue
+        }
+    };
+    if matches!(verdict, Response::Quarantine(_)) {
+        responses.push(verdict);
+        responses.push(Response::Continue);
+    } else {
+        responses.push(verdict);
+    }
+    shared.metrics.decision(status, started.elapsed());
+    drop(found);
+    shared.history.record(Event {
+        snapshot,
+        context: ctx,
+        results,
+        queue_id: session.message.queue_id.clone(),
+        stage: Stage::Message,
+    });
+    responses
+}
+
+/// The message as received: its headers and body, for the message parser.
+fn raw_message(message: &Message) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(message.body.len() + 64 * message.headers.len());
+    for (name, value) in &message.headers {
+        raw.extend_from_slice(name.as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(&message.body);
+    raw
+}
