@@ -16,6 +16,7 @@
 mod alloc;
 mod data;
 mod decide_bench;
+mod history_bench;
 mod import_bench;
 mod policy_bench;
 mod structures;
@@ -445,6 +446,7 @@ fn main() -> ExitCode {
         Some("import") => Some(import_bench::run),
         Some("decide") => Some(decide_bench::run),
         Some("policy") => Some(policy_bench::run),
+        Some("history") => Some(history_bench::run),
         _ => None,
     };
     if let Some(run) = sub {

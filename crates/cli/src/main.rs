@@ -15,14 +15,14 @@ use allowgate_core::{PolicyConfig, Verdict};
 use allowgate_server::evaluate::{EvaluateRequest, InvalidRequest};
 use allowgate_server::policy;
 use allowgate_store::{
-    EntryFilter, ErrorKind, ImportError, ImportFamily, ImportFormat, ImportMode, ImportRequest,
-    Store, StoreError, StoreOptions,
+    EntryFilter, ErrorKind, HistoryFilter, HistoryRecord, ImportError, ImportFamily, ImportFormat,
+    ImportMode, ImportRequest, Store, StoreError, StoreOptions,
 };
 use allowgate_types::{
     Actor, CheckGroup, CheckId, CheckSet, Domain, Entry, EntryId, EntryKind, EntrySpec, List,
     Printable, Scope, TenantName, parse_time,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod serve;
@@ -73,6 +73,8 @@ enum Command {
     Check(CheckArgs),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// Show the email history, newest first: why each message was delivered or not.
+    History(HistoryArgs),
     /// Run the server: the Postfix policy server and the health/metrics listener, serving the
     /// store's entries and picking up every change within a second.
     Serve(ServeArgs),
@@ -121,10 +123,11 @@ impl Command {
     fn changes(&self) -> bool {
         match self {
             Command::Tenant(TenantCommand::List { .. })
-            | Command::Entry(EntryCommand::List { .. })
+            | Command::Entry(EntryCommand::List { .. } | EntryCommand::Show { .. })
             | Command::Export(_)
             | Command::Check(_)
             | Command::Audit(_)
+            | Command::History(_)
             | Command::Serve(_)
             | Command::Config(_) => false,
             Command::Tenant(_) | Command::Entry(_) | Command::Import(_) => true,
@@ -190,6 +193,14 @@ enum EntryCommand {
     List {
         #[command(flatten)]
         filter: FilterArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry, with how often it took effect and when last.
+    Show {
+        /// The entry id (`12` or `#12`).
+        id: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -444,6 +455,67 @@ struct AuditArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct HistoryArgs {
+    /// Only this sender: an address (`alice@example.com`), a domain (`example.com` or
+    /// `@example.com`: that domain only), or a domain and all below it (`*.example.com`).
+    #[arg(long)]
+    sender: Option<String>,
+    /// Only this client IP: an address, a CIDR (`192.0.2.0/24`) or a range
+    /// (`192.0.2.10-192.0.2.99`).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Only this status: clean, pass, blocked, greylisted, spam, quarantined or rejected.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this tenant's messages.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only messages since this time: RFC 3339, YYYY-MM-DD (UTC), or a span back from now
+    /// (`30m`, `12h`, `7d`).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<DateTime<Utc>>,
+    /// At most this many messages (1 to 10000).
+    #[arg(long, default_value_t = allowgate_store::history::DEFAULT_HISTORY_LIMIT)]
+    limit: u32,
+    /// Print JSON: `{"records": […]}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Longest span `--since` goes back: 100 years, in seconds.
+const MAX_SINCE_SECONDS: i64 = 100 * 366 * 86_400;
+
+/// `--since`: a time (as `parse_time` reads it), or a span back from now: a number and `s`,
+/// `m`, `h` or `d`.
+fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    let text = s.trim();
+    if let Ok(t) = parse_time(text) {
+        return Ok(t);
+    }
+    let span = text
+        .char_indices()
+        .last()
+        .and_then(|(i, unit)| {
+            let n: i64 = text[..i].parse().ok().filter(|n| *n >= 0)?;
+            let seconds = match unit {
+                's' => Some(1),
+                'm' => Some(60),
+                'h' => Some(3600),
+                'd' => Some(86_400),
+                _ => None,
+            }?;
+            n.checked_mul(seconds).filter(|s| *s <= MAX_SINCE_SECONDS)
+        })
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a time (RFC 3339 or YYYY-MM-DD) or a span back from now (30m, 12h, 7d; at most 100 years)",
+                allowgate_types::shown(s, 60)
+            )
+        })?;
+    Ok(Utc::now() - chrono::Duration::seconds(span))
+}
+
 fn parse_time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     parse_time(s).map_err(|e| e.to_string())
 }
@@ -647,11 +719,13 @@ async fn run(cli: Cli, out: &mut Out) -> Result<(), Failure> {
         Command::Entry(EntryCommand::List { filter, json }) => {
             entry_list(&store, filter.filter(), json, out).await
         }
+        Command::Entry(EntryCommand::Show { id, json }) => entry_show(&store, &id, json, out).await,
         Command::Entry(EntryCommand::Rm { id }) => entry_rm(&store, &id, &actor, out).await,
         Command::Import(args) => import(&store, args, &actor, out).await,
         Command::Export(args) => export(&store, args, out).await,
         Command::Check(args) => check(&store, args, out).await,
         Command::Audit(args) => audit(&store, args, out).await,
+        Command::History(args) => history(&store, args, out).await,
         Command::Serve(_) | Command::Config(_) => Ok(()),
     };
     store.close().await;
@@ -822,14 +896,53 @@ async fn entry_list(
     Ok(())
 }
 
-async fn entry_rm(store: &Store, id: &str, actor: &Actor, out: &mut Out) -> Result<(), Failure> {
+/// An entry id as typed: `12` or `#12`.
+fn parse_entry_id(id: &str) -> Result<EntryId, Failure> {
     let n: i64 = id.trim().trim_start_matches('#').parse().map_err(|_| {
         invalid(format!(
             "`{}` is not an entry id (a number such as 12)",
             allowgate_types::shown(id, 40)
         ))
     })?;
-    let removed = store.remove_entry(EntryId(n), actor).await?;
+    Ok(EntryId(n))
+}
+
+async fn entry_show(store: &Store, id: &str, json: bool, out: &mut Out) -> Result<(), Failure> {
+    let id = parse_entry_id(id)?;
+    let entry = store.entry(id).await?;
+    let hits = store.entry_hits(id).await?;
+    if json {
+        let mut v = allowgate_store::entry_to_json(&entry)?;
+        if let Some(map) = v.as_object_mut() {
+            map.insert("hits".into(), hits.map_or(0, |h| h.hits).into());
+            map.insert(
+                "last_hit".into(),
+                hits.map_or(serde_json::Value::Null, |h| history_time(h.last_hit).into()),
+            );
+        }
+        return print_json(out, &v);
+    }
+    outln!(out, "{}\t{}", entry.id, describe(&entry, Utc::now()));
+    outln!(
+        out,
+        "created:  {} by {}",
+        history_time(entry.created_at),
+        Printable(&entry.created_by)
+    );
+    match hits {
+        Some(h) => outln!(
+            out,
+            "hits:     {}, last {}",
+            h.hits,
+            history_time(h.last_hit)
+        ),
+        None => outln!(out, "hits:     none yet"),
+    }
+    Ok(())
+}
+
+async fn entry_rm(store: &Store, id: &str, actor: &Actor, out: &mut Out) -> Result<(), Failure> {
+    let removed = store.remove_entry(parse_entry_id(id)?, actor).await?;
     outln!(
         out,
         "removed entry {}: {}",
@@ -1021,6 +1134,68 @@ async fn audit(store: &Store, a: AuditArgs, out: &mut Out) -> Result<(), Failure
         );
     }
     Ok(())
+}
+
+/// A time as history prints it: `2026-12-01T08:00:00Z` (fractions of a second only when
+/// there are any).
+fn history_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+async fn history(store: &Store, a: HistoryArgs, out: &mut Out) -> Result<(), Failure> {
+    let filter = HistoryFilter {
+        sender: a.sender,
+        ip: a.ip,
+        status: a.status,
+        tenant: a.tenant,
+        since: a.since,
+        limit: a.limit,
+    };
+    let records = store.history(&filter).await.map_err(|e| match e {
+        // The filter's fields are the command's flags.
+        StoreError::InvalidHistoryFilter { field, reason } => {
+            invalid(format!("--{field}: {reason}"))
+        }
+        other => other.into(),
+    })?;
+    if a.json {
+        return print_json(out, &serde_json::json!({ "records": records }));
+    }
+    for r in &records {
+        outln!(out, "{}", history_line(r));
+    }
+    Ok(())
+}
+
+/// One message in one line, every stored text escaped: time, queue id, client IP, sender →
+/// recipients (the first, and how many more), and the reason (which starts with the status).
+fn history_line(r: &HistoryRecord) -> String {
+    let queue_id = r.queue_id.as_deref().unwrap_or("-");
+    let sender = r.sender.as_deref().unwrap_or("<>");
+    let recipients = match r.recipients.as_slice() {
+        [] => "-".to_string(),
+        [one] => Printable(one).to_string(),
+        [first, rest @ ..] => format!("{} (+{} more)", Printable(first), rest.len()),
+    };
+    let status = r.status.as_str();
+    let reason = if r
+        .reason
+        .get(..status.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(status))
+    {
+        Printable(&r.reason).to_string()
+    } else if r.reason.is_empty() {
+        Printable(status).to_string()
+    } else {
+        format!("{}: {}", Printable(status), Printable(&r.reason))
+    };
+    format!(
+        "{}\t{}\t{}\t{} → {recipients}\t{reason}",
+        history_time(r.time),
+        Printable(queue_id),
+        Printable(&r.client_ip),
+        Printable(sender),
+    )
 }
 
 /// A message for `check --message`: a file, or stdin for `-`; at most 10 MiB.

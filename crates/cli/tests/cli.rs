@@ -1379,3 +1379,435 @@ fn entry_list_marks_expired_and_not_yet_active_entries() {
         "{list}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// history and entry show: records written through the store's API into the gate's own file.
+
+/// A `pass` record at 08:MM on 2024-03-01 from `ip`, sent by `sender` to `rcpts`.
+fn history_record(
+    minute: u32,
+    ip: &str,
+    sender: Option<&str>,
+    rcpts: &[&str],
+) -> allowgate_store::HistoryRecord {
+    use chrono::TimeZone;
+    allowgate_store::HistoryRecord {
+        time: chrono::Utc
+            .with_ymd_and_hms(2024, 3, 1, 8, minute, 0)
+            .unwrap(),
+        node: "gw1".into(),
+        queue_id: Some(format!("Q{minute:02}")),
+        tenant: None,
+        client_ip: ip.into(),
+        sender: sender.map(Into::into),
+        sender_source: sender.map(|_| "MAIL FROM".into()),
+        recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+        status: "pass".into(),
+        action: "accept".into(),
+        bypassed: vec![],
+        matched: vec![],
+        checks: [("spf".to_string(), "not_run".to_string())].into(),
+        reason: "Pass".into(),
+        revision: 1,
+    }
+}
+
+fn exempted(mut r: allowgate_store::HistoryRecord, entry: i64) -> allowgate_store::HistoryRecord {
+    r.status = "clean".into();
+    r.bypassed = vec!["spf".into(), "dkim".into()];
+    r.checks = [
+        ("dkim".to_string(), "bypassed".to_string()),
+        ("spf".to_string(), "bypassed".to_string()),
+    ]
+    .into();
+    r.matched = vec![allowgate_store::HistoryMatch {
+        id: entry,
+        list: "allow".into(),
+        kind: "ip".into(),
+        value: "192.0.2.0/24".into(),
+        scope: "global".into(),
+        checks: vec!["spf".into(), "dkim".into()],
+        matched_on: format!("client ip {}", r.client_ip),
+        applied: true,
+    }];
+    r.reason = format!("Clean: exempted by entry #{entry}");
+    r
+}
+
+impl Gate {
+    /// Write `batch` into this gate's database through the store, as the server does.
+    fn record(&self, batch: &[allowgate_store::HistoryRecord]) {
+        let url = self.url();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let store = allowgate_store::Store::open(&url).await.unwrap();
+                store.record_history(batch).await.unwrap();
+                store.close().await;
+            });
+    }
+
+    /// `history --json` with `args`: the records' queue ids, in order.
+    fn history_ids(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["history", "--json"];
+        all.extend_from_slice(args);
+        let v: Value = serde_json::from_str(&self.ok(&all)).unwrap();
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["queue_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn history_answers_why_a_message_was_delivered_newest_first() {
+    let g = Gate::new();
+    let mut blocked = history_record(
+        3,
+        "198.51.100.9",
+        Some("eve@spam.example"),
+        &["bob@acme.example"],
+    );
+    blocked.status = "blocked".into();
+    blocked.action = "reject".into();
+    blocked.reason = "Blocked: blocked by entry #3".into();
+    blocked.tenant = Some("acme".into());
+    g.record(&[
+        exempted(
+            history_record(
+                1,
+                "192.0.2.7",
+                Some("alice@partner.example"),
+                &["bob@acme.example"],
+            ),
+            12,
+        ),
+        history_record(
+            2,
+            "2001:db8::7",
+            None,
+            &["bob@acme.example", "carol@acme.example", "dan@acme.example"],
+        ),
+        blocked,
+    ]);
+    let text = g.ok(&["history"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "2024-03-01T08:03:00Z\tQ03\t198.51.100.9\teve@spam.example → bob@acme.example\tBlocked: blocked by entry #3",
+            "2024-03-01T08:02:00Z\tQ02\t2001:db8::7\t<> → bob@acme.example (+2 more)\tPass",
+            "2024-03-01T08:01:00Z\tQ01\t192.0.2.7\talice@partner.example → bob@acme.example\tClean: exempted by entry #12",
+        ],
+        "{text}"
+    );
+
+    // JSON: DESIGN 5.1's fields, newest first.
+    let v: Value = serde_json::from_str(&g.ok(&["history", "--json"])).unwrap();
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for field in [
+        "time",
+        "queue_id",
+        "node",
+        "tenant",
+        "client_ip",
+        "sender",
+        "recipients",
+        "status",
+        "action",
+        "bypassed",
+        "matched",
+        "checks",
+    ] {
+        assert!(records[0].get(field).is_some(), "{field}: {v}");
+    }
+    let clean = &records[2];
+    assert_eq!(clean["status"], "clean");
+    assert_eq!(clean["time"], "2024-03-01T08:01:00Z");
+    assert_eq!(strings(&clean["bypassed"]), ["spf", "dkim"]);
+    assert_eq!(clean["matched"][0]["id"], 12);
+    assert_eq!(
+        clean["matched"][0]["checks"],
+        serde_json::json!(["spf", "dkim"])
+    );
+    assert_eq!(clean["checks"]["spf"], "bypassed");
+    assert_eq!(clean["reason"], "Clean: exempted by entry #12");
+    assert_eq!(records[1]["sender"], Value::Null);
+    assert_eq!(records[0]["tenant"], "acme");
+
+    // Filters, alone and together.
+    let cases: [(&[&str], &[&str]); 11] = [
+        (&["--sender", "alice@partner.example"], &["Q01"]),
+        (&["--sender", "partner.example"], &["Q01"]),
+        (&["--sender", "*.example"], &["Q03", "Q01"]),
+        (&["--ip", "192.0.2.0/24"], &["Q01"]),
+        (&["--ip", "2001:db8::7"], &["Q02"]),
+        (&["--status", "blocked"], &["Q03"]),
+        (&["--tenant", "acme"], &["Q03"]),
+        (&["--since", "2024-03-01T08:02:00Z"], &["Q03", "Q02"]),
+        (&["--since", "2024-03-02"], &[]),
+        (&["--limit", "1"], &["Q03"]),
+        (
+            &[
+                "--sender",
+                "*.example",
+                "--status",
+                "clean",
+                "--since",
+                "2024-03-01",
+            ],
+            &["Q01"],
+        ),
+    ];
+    for (args, want) in cases {
+        assert_eq!(g.history_ids(args), want, "{args:?}");
+    }
+    // A span back from now: everything here is older than a day.
+    assert_eq!(g.history_ids(&["--since", "1d"]), Vec::<String>::new());
+    assert_eq!(g.history_ids(&["--since", "3650d"]).len(), 3);
+    // The human form filters alike.
+    assert_eq!(
+        g.ok(&["history", "--ip", "2001:db8::/64"]).lines().count(),
+        1
+    );
+}
+
+#[test]
+fn history_with_nothing_recorded_prints_nothing() {
+    let g = Gate::new();
+    assert_eq!(g.ok(&["history"]), "");
+    let v: Value = serde_json::from_str(&g.ok(&["history", "--json"])).unwrap();
+    assert_eq!(v, serde_json::json!({ "records": [] }));
+}
+
+#[test]
+fn history_refuses_bad_filters_with_the_reason() {
+    let g = Gate::new();
+    let cases: [(&[&str], &str); 10] = [
+        (&["--ip", "192.0.2.300"], "--ip: "),
+        (&["--ip", "example.com"], "--ip: "),
+        (&["--sender", "alice@"], "--sender: "),
+        (&["--sender", "not a domain"], "--sender: "),
+        (
+            &["--status", "delivered"],
+            "--status: `delivered` is not a status",
+        ),
+        (&["--tenant", "Acme!"], "--tenant: "),
+        (&["--limit", "0"], "--limit: 0 is not between 1 and 10000"),
+        (
+            &["--limit", "10001"],
+            "--limit: 10001 is not between 1 and 10000",
+        ),
+        (&["--since", "yesterday"], "`yesterday` is not a time"),
+        (&["--since", "100000d"], "at most 100 years"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["history"];
+        all.extend_from_slice(args);
+        let out = g.run(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("nothing was changed"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // The status list names every status.
+    let err = stderr(&g.run(&["history", "--status", "x"]));
+    for status in [
+        "clean",
+        "pass",
+        "blocked",
+        "greylisted",
+        "spam",
+        "quarantined",
+        "rejected",
+    ] {
+        assert!(err.contains(status), "{err}");
+    }
+}
+
+/// Stored text comes from mail and MTAs: it is escaped, one message stays one line.
+#[test]
+fn history_output_escapes_what_it_prints() {
+    let g = Gate::new();
+    let mut r = history_record(
+        1,
+        "192.0.2.7",
+        Some("\"x y\"@evil.example"),
+        &["bob@acme.example\r\nX-Forged: 1"],
+    );
+    r.queue_id = Some("Q\n2024-03-01T09:00:00Z\tforged".into());
+    r.reason = "Pass\u{1b}]0;owned\u{7}".into();
+    g.record(&[r]);
+    let text = g.ok(&["history"]);
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    assert!(
+        text.contains(r"Q\n2024-03-01T09:00:00Z\tforged"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(r"bob@acme.example\r\nX-Forged: 1"),
+        "{text:?}"
+    );
+    assert!(text.contains(r"Pass\u{1b}]0;owned\u{7}"), "{text:?}");
+    assert!(text.contains("\t\"x y\"@evil.example → "), "{text:?}");
+}
+
+#[test]
+fn history_to_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let g = Gate::new();
+    // Far more than a pipe holds.
+    let batch: Vec<_> = (0..2000)
+        .map(|i| {
+            history_record(
+                i % 60,
+                "192.0.2.7",
+                Some("alice@partner.example"),
+                &["b@acme.example"],
+            )
+        })
+        .collect();
+    g.record(&batch);
+    for args in [
+        &["history", "--limit", "2000"][..],
+        &["history", "--json", "--limit", "2000"],
+    ] {
+        let mut child = g
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn entry_show_prints_the_entry_with_its_hit_count_and_last_hit() {
+    let g = Gate::new();
+    let added: Value = serde_json::from_str(&g.ok(&[
+        "entry",
+        "add",
+        "--list",
+        "allow",
+        "--kind",
+        "ip",
+        "--value",
+        "192.0.2.0/24",
+        "--bypass",
+        "spf,dkim",
+        "--comment",
+        "partner relays",
+        "--json",
+    ]))
+    .unwrap();
+    let id = added["id"].as_i64().unwrap();
+    let shown = g.ok(&["entry", "show", &id.to_string()]);
+    assert!(
+        shown.starts_with(&format!(
+            "#{id}\tallow ip 192.0.2.0/24 [global] bypass=spf,dkim"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("by cli:test"), "{shown}");
+    assert!(shown.contains("hits:     none yet"), "{shown}");
+    let v: Value =
+        serde_json::from_str(&g.ok(&["entry", "show", &format!("#{id}"), "--json"])).unwrap();
+    assert_eq!(
+        (v["hits"].clone(), v["last_hit"].clone()),
+        (0.into(), Value::Null)
+    );
+    assert_eq!(v["comment"], "partner relays");
+
+    g.record(&[
+        exempted(
+            history_record(1, "192.0.2.7", None, &["b@acme.example"]),
+            id,
+        ),
+        exempted(
+            history_record(9, "192.0.2.8", None, &["b@acme.example"]),
+            id,
+        ),
+    ]);
+    g.record(&[exempted(
+        history_record(5, "192.0.2.9", None, &["b@acme.example"]),
+        id,
+    )]);
+    let shown = g.ok(&["entry", "show", &id.to_string()]);
+    assert!(
+        shown.contains("hits:     3, last 2024-03-01T08:09:00Z"),
+        "{shown}"
+    );
+    let v: Value =
+        serde_json::from_str(&g.ok(&["entry", "show", &id.to_string(), "--json"])).unwrap();
+    assert_eq!(v["hits"], 3);
+    assert_eq!(v["last_hit"], "2024-03-01T08:09:00Z");
+    assert_eq!(v["id"], id);
+
+    // A missing entry and a bad id: exit 2, read-only (nothing to un-change).
+    for (arg, want) in [("999", "no entry #999"), ("x", "`x` is not an entry id")] {
+        let out = g.run(&["entry", "show", arg]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!err.contains("nothing was changed"), "{err}");
+    }
+}
+
+/// The store accepts exactly the engine's statuses and actions: what the server writes is
+/// what `history --status` finds.
+#[test]
+fn history_statuses_and_actions_are_the_engines() {
+    use allowgate_core::{Action, Status};
+    use allowgate_store::history::{HISTORY_ACTIONS, HISTORY_STATUSES};
+    // A new variant fails to compile here until it is listed.
+    let status_listed = |s: Status| match s {
+        Status::Clean
+        | Status::Pass
+        | Status::Blocked
+        | Status::Greylisted
+        | Status::Spam
+        | Status::Quarantined
+        | Status::Rejected => s.as_str(),
+    };
+    let statuses = [
+        Status::Clean,
+        Status::Pass,
+        Status::Blocked,
+        Status::Greylisted,
+        Status::Spam,
+        Status::Quarantined,
+        Status::Rejected,
+    ];
+    let names: Vec<&str> = statuses.into_iter().map(status_listed).collect();
+    assert_eq!(names, HISTORY_STATUSES);
+    let action_listed = |a: Action| match a {
+        Action::Accept | Action::Tag | Action::Quarantine | Action::Defer | Action::Reject => {
+            a.as_str()
+        }
+    };
+    let actions = [
+        Action::Accept,
+        Action::Tag,
+        Action::Quarantine,
+        Action::Defer,
+        Action::Reject,
+    ];
+    let names: Vec<&str> = actions.into_iter().map(action_listed).collect();
+    assert_eq!(names, HISTORY_ACTIONS);
+}

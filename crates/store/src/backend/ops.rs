@@ -494,8 +494,13 @@ impl Ops {
         filter: &HistoryFilter,
     ) -> Result<Vec<HistoryRecord>, StoreError> {
         let f = filter.parse()?;
-        let mut query =
-            QueryBuilder::<Db>::new(format!("SELECT {HISTORY_COLUMNS} FROM history WHERE 1 = 1"));
+        // Two steps: the ids of the newest matching rows, then those rows. With one filter the
+        // inner query reads its (column, time) index alone — the index holds time and id — so
+        // a range filter (a CIDR, a domain and below) that matches thousands of rows sorts
+        // index entries, not rows, and reads only the rows it returns.
+        let mut query = QueryBuilder::<Db>::new(format!(
+            "SELECT {HISTORY_COLUMNS} FROM history WHERE id IN (SELECT id FROM history WHERE 1 = 1"
+        ));
         match f.sender {
             None => {}
             Some(SenderCondition::Address(address)) => {
@@ -512,12 +517,19 @@ impl Ops {
                     .push_bind(end);
             }
         }
-        if let Some((first, last)) = f.ip {
-            query
-                .push(" AND ip_key BETWEEN ")
-                .push_bind(first)
-                .push(" AND ")
-                .push_bind(last);
+        match f.ip {
+            None => {}
+            // One address: equality, so that the (ip_key, time) index also gives the order.
+            Some((first, last)) if first == last => {
+                query.push(" AND ip_key = ").push_bind(first);
+            }
+            Some((first, last)) => {
+                query
+                    .push(" AND ip_key BETWEEN ")
+                    .push_bind(first)
+                    .push(" AND ")
+                    .push_bind(last);
+            }
         }
         if let Some(status) = f.status {
             query.push(" AND status = ").push_bind(status);
@@ -530,7 +542,8 @@ impl Ops {
         }
         query
             .push(" ORDER BY time DESC, id DESC LIMIT ")
-            .push_bind(i64::from(f.limit));
+            .push_bind(i64::from(f.limit))
+            .push(") ORDER BY time DESC, id DESC");
         let rows: Vec<HistoryDbRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(HistoryDbRow::into_record).collect()
     }
@@ -542,6 +555,7 @@ impl Ops {
         loop {
             // One short transaction per chunk: admin changes and history batches wait for one
             // chunk at most, never for the whole purge.
+            let started = std::time::Instant::now();
             let mut tx = dialect::begin_write(&self.pool).await?;
             let n = sqlx::query(
                 "DELETE FROM history WHERE id IN \
@@ -557,6 +571,9 @@ impl Ops {
             if n < dialect::PURGE_CHUNK as u64 {
                 return Ok(deleted);
             }
+            // Then as long a pause: a writer waiting for the lock (SQLite's busy handler polls,
+            // it is not queued) finds it free before the next chunk takes it again.
+            tokio::time::sleep(started.elapsed()).await;
         }
     }
 

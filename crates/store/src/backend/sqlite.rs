@@ -186,8 +186,10 @@ pub(crate) const HISTORY_CHUNK: usize = 500;
 /// Rows per multi-row upsert into `entry_hits` (3 bound values each).
 pub(crate) const ENTRY_HITS_CHUNK: usize = 1000;
 
-/// History rows deleted per transaction by a purge.
-pub(crate) const PURGE_CHUNK: usize = 5000;
+/// History rows deleted per transaction by a purge. Measured on 1,000,000 rows: a chunk of
+/// 5000 held the write lock ~300 ms (each row leaves three indexes at random places); 1000
+/// holds it about as long as a history batch of 500 takes to write.
+pub(crate) const PURGE_CHUNK: usize = 1000;
 
 /// Most id runs (`e.id BETWEEN $a AND $b`, two bound values each) in one statement.
 pub(crate) const ID_RUN_CHUNK: usize = 500;
