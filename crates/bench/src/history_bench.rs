@@ -222,6 +222,7 @@ impl Traffic {
             recipients,
             status: status.into(),
             action: action.into(),
+            stage: "message".into(),
             bypassed,
             matched,
             checks,

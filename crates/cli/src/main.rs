@@ -1168,7 +1168,8 @@ async fn history(store: &Store, a: HistoryArgs, out: &mut Out) -> Result<(), Fai
 }
 
 /// One message in one line, every stored text escaped: time, queue id, client IP, sender →
-/// recipients (the first, and how many more), and the reason (which starts with the status).
+/// recipients (the first, and how many more), and the reason (which starts with the status),
+/// followed by `(at RCPT)` for the policy server's decisions.
 fn history_line(r: &HistoryRecord) -> String {
     let queue_id = r.queue_id.as_deref().unwrap_or("-");
     let sender = r.sender.as_deref().unwrap_or("<>");
@@ -1189,8 +1190,10 @@ fn history_line(r: &HistoryRecord) -> String {
     } else {
         format!("{}: {}", Printable(status), Printable(&r.reason))
     };
+    // A refusal at RCPT: that recipient's delivery ended before the message was sent.
+    let at = if r.stage == "rcpt" { " (at RCPT)" } else { "" };
     format!(
-        "{}\t{}\t{}\t{} → {recipients}\t{reason}",
+        "{}\t{}\t{}\t{} → {recipients}\t{reason}{at}",
         history_time(r.time),
         Printable(queue_id),
         Printable(&r.client_ip),

@@ -1404,6 +1404,7 @@ fn history_record(
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
         status: "pass".into(),
         action: "accept".into(),
+        stage: "message".into(),
         bypassed: vec![],
         matched: vec![],
         checks: [("spf".to_string(), "not_run".to_string())].into(),

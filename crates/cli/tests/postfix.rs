@@ -126,6 +126,52 @@ fn cli(db: &str, args: &[&str]) {
     );
 }
 
+/// The CLI on the same database: its standard output, expected to succeed.
+fn cli_out(db: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_allowgate"))
+        .args(["--db", db])
+        .args(args)
+        .env_remove("ALLOWGATE_DB")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "allowgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `allowgate history --json`'s records, waited for (up to 10 s) until `done` says they are
+/// all there: the server writes its history off the mail path, in batches.
+fn history_until(db: &str, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out: serde_json::Value =
+            serde_json::from_str(&cli_out(db, &["history", "--json"])).unwrap();
+        let records = out["records"].as_array().unwrap().clone();
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history incomplete after 10 s: {records:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The record whose client IP and first recipient are these.
+fn record_for<'a>(
+    records: &'a [serde_json::Value],
+    ip: &str,
+    rcpt: &str,
+) -> Option<&'a serde_json::Value> {
+    records
+        .iter()
+        .find(|r| r["client_ip"] == ip && r["recipients"][0] == rcpt)
+}
+
 /// `allowgate entry add --list block --kind ip --value IP`.
 fn block_ip(db: &str, ip: &str) {
     cli(
@@ -234,6 +280,7 @@ fn mail_through_a_real_postfix() {
     .header("X-Allowgate", "status=clean; bypass=all; entries=1");
     let r = postfix.send(&forged);
     assert!(r.is_queued(), "exempted mail not accepted:\n{r}");
+    let forged_queue_id = r.queue_id().expect("no queue id").to_string();
     let bob = delivered_to(&postfix, "bob@example.test");
     assert_eq!(
         bob.header_all("X-Allowgate"),
@@ -285,6 +332,74 @@ fn mail_through_a_real_postfix() {
         "{}",
         plain.raw
     );
+
+    // The email history, written while mail flows, says why each message was or was not
+    // delivered: the refusal at RCPT by the policy server, the others once per message by
+    // the milter, with Postfix's queue id.
+    let records = history_until(&db, |records| {
+        record_for(records, "198.51.100.7", "bob@example.test").is_some()
+            && record_for(records, "192.0.2.44", "carol@example.test").is_some()
+            && record_for(records, "192.0.2.51", "bob@example.test").is_some()
+            && record_for(records, "203.0.113.66", "bob@example.test").is_some()
+    });
+    let refused = record_for(&records, "203.0.113.66", "bob@example.test").unwrap();
+    assert_eq!(refused["stage"], "rcpt", "{refused:#}");
+    assert_eq!(refused["status"], "blocked", "{refused:#}");
+    assert_eq!(refused["action"], "reject", "{refused:#}");
+    assert_eq!(refused["tenant"], "acme", "{refused:#}");
+    let clean = record_for(&records, "198.51.100.7", "bob@example.test").unwrap();
+    assert_eq!(clean["stage"], "message", "{clean:#}");
+    assert_eq!(clean["status"], "clean", "{clean:#}");
+    assert_eq!(clean["queue_id"], forged_queue_id.as_str(), "{clean:#}");
+    assert_eq!(
+        clean["recipients"],
+        serde_json::json!(["bob@example.test", "zoe@example.test"])
+    );
+    assert_eq!(clean["bypassed"], serde_json::json!(["spf", "greylisting"]));
+    assert_eq!(clean["matched"][0]["id"], 2, "{clean:#}");
+    assert_eq!(clean["reason"], "Clean: exempted by entry #2", "{clean:#}");
+    let evil = record_for(&records, "192.0.2.51", "bob@example.test").unwrap();
+    assert_eq!(
+        (&evil["stage"], &evil["status"], &evil["action"]),
+        (
+            &serde_json::json!("message"),
+            &serde_json::json!("blocked"),
+            &serde_json::json!("reject")
+        ),
+        "{evil:#}"
+    );
+    assert_eq!(evil["reason"], "Blocked: blocked by entry #3", "{evil:#}");
+    let plain = record_for(&records, "192.0.2.44", "carol@example.test").unwrap();
+    assert_eq!(
+        (&plain["status"], &plain["reason"]),
+        (&"pass".into(), &"Pass".into())
+    );
+    // Each message once: the accepted recipients are not recorded again at RCPT.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["client_ip"] == "198.51.100.7")
+            .count(),
+        1,
+        "{records:#?}"
+    );
+    // The same, one line per message, filtered; and the entry's hit count.
+    let lines = cli_out(&db, &["history", "--status", "clean"]);
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(
+        lines.contains(&forged_queue_id)
+            && lines.contains("198.51.100.7")
+            && lines.contains("alice@sender.test → bob@example.test (+1 more)")
+            && lines.contains("Clean: exempted by entry #2"),
+        "{lines}"
+    );
+    let lines = cli_out(&db, &["history", "--ip", "203.0.113.0/24"]);
+    assert!(
+        lines.contains("Blocked: blocked by entry #1 (at RCPT)"),
+        "{lines}"
+    );
+    let shown = cli_out(&db, &["entry", "show", "2"]);
+    assert!(shown.contains("hits:     1, last "), "{shown}");
 
     // An exempted client still cannot relay to a foreign domain: relay control is Postfix's.
     let r = postfix.send(&mail("198.51.100.7", "someone@foreign.test"));
@@ -386,5 +501,20 @@ fn mail_through_a_real_postfix() {
             postfix.diagnostics()
         );
     }
-    drop(serve);
+    // Stopped with SIGTERM, it writes the history it has queued: the quarantined message is
+    // there at once.
+    serve.terminate();
+    let out: serde_json::Value = serde_json::from_str(&cli_out(
+        &db,
+        &["history", "--json", "--status", "quarantined"],
+    ))
+    .unwrap();
+    let held = record_for(
+        out["records"].as_array().unwrap(),
+        "203.0.113.66",
+        "erin@example.test",
+    )
+    .unwrap_or_else(|| panic!("no quarantine record: {out:#}"));
+    assert_eq!(held["action"], "quarantine", "{held:#}");
+    assert_eq!(held["stage"], "message", "{held:#}");
 }

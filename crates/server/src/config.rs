@@ -67,8 +67,7 @@ impl Default for StoreConfig {
 pub struct ListenConfig {
     /// The Postfix policy server. Default `127.0.0.1:10040`.
     pub policy: SocketAddr,
-    /// The milter. Default `127.0.0.1:10041` (the milter arrives with the next release; the
-    /// address is reserved and reported `off` until then).
+    /// The milter. Default `127.0.0.1:10041`.
     pub milter: SocketAddr,
     /// Health and metrics (the HTTP API and admin UI come later). Default `127.0.0.1:8040`.
     pub http: SocketAddr,
@@ -152,6 +151,21 @@ pub struct PolicyServerConfig {
     pub reject_text: String,
     /// Most connections served at once; more wait to be accepted. Default 1024.
     pub max_connections: usize,
+    /// Which of its answers the policy server records in the email history. Default
+    /// `refusals`: the recipients it rejects or defers, which never reach the milter; the
+    /// milter records every message that gets past RCPT, once. `all`: every answer, for a
+    /// Postfix that uses the policy server without the milter.
+    pub history: PolicyHistory,
+}
+
+/// `policy_server.history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyHistory {
+    /// Rejections and deferrals only.
+    Refusals,
+    /// Every answer.
+    All,
 }
 
 impl Default for PolicyServerConfig {
@@ -163,6 +177,7 @@ impl Default for PolicyServerConfig {
             read_timeout_s: 30,
             reject_text: "5.7.1 Message refused by the recipient's mail policy".into(),
             max_connections: 1024,
+            history: PolicyHistory::Refusals,
         }
     }
 }

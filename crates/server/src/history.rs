@@ -244,6 +244,7 @@ fn from_verdict(v: &Verdict, event: &Event, node: &str) -> HistoryRecord {
         recipients: v.recipients.iter().map(|r| r.address.to_string()).collect(),
         status: v.status.to_string(),
         action: v.action.to_string(),
+        stage: event.stage.as_str().into(),
         bypassed: v.bypassed.iter().map(ToString::to_string).collect(),
         matched: v
             .matched

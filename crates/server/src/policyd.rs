@@ -29,7 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::PolicyServerConfig;
+use crate::config::{PolicyHistory, PolicyServerConfig};
 use crate::history::{Event, Stage};
 use crate::metrics::RequestKind;
 use crate::reload::Shared;
@@ -213,14 +213,17 @@ fn answer(
     shared.metrics.decision(status, started.elapsed());
     drop(decision);
     drop(found);
-    let queue_id = request.queue_id().map(str::to_string);
-    shared.history.record(Event {
-        snapshot,
-        context: ctx,
-        results,
-        queue_id,
-        stage: Stage::Rcpt,
-    });
+    let refusal = matches!(action, Action::Reject | Action::Defer);
+    if refusal || settings.history == PolicyHistory::All {
+        let queue_id = request.queue_id().map(str::to_string);
+        shared.history.record(Event {
+            snapshot,
+            context: ctx,
+            results,
+            queue_id,
+            stage: Stage::Rcpt,
+        });
+    }
     tracing::debug!(
         queue_id = request.queue_id().unwrap_or_default(),
         client = request.client_address().unwrap_or_default(),

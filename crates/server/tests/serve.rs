@@ -406,3 +406,86 @@ async fn milter_negotiates_and_closes_on_garbage() {
     assert_eq!(&reply[5..9], &6u32.to_be_bytes());
     running.shutdown().await;
 }
+
+/// The policy server records the recipients it refuses (stage `rcpt`: they never reach the
+/// milter) and, by default, not the ones it lets through (the milter records those once per
+/// message); `policy_server.history = "all"` records every answer. Shutdown writes what is
+/// queued, and entry hit counts come from the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_records_refusals_at_rcpt_and_is_flushed_at_shutdown() {
+    use allowgate_server::config::PolicyHistory;
+    use allowgate_store::HistoryFilter;
+    use allowgate_types::EntryId;
+    let env = env().await;
+    env.add(List::Block, "203.0.113.66", "").await; // entry 1
+    env.add(List::Allow, "198.51.100.0/24", "spf").await; // entry 2
+    let mut config = env.config();
+    config.history.node = "gw-test".into();
+    let running = start(&env, config.clone()).await;
+    let mut p = Policy::connect(running.policy_addr()).await;
+    assert!(
+        p.ask(&rcpt("203.0.113.66", "bob@example.test", "A1"))
+            .await
+            .starts_with("action=REJECT")
+    );
+    assert!(
+        p.ask(&rcpt("198.51.100.7", "bob@example.test", "B1"))
+            .await
+            .starts_with("action=PREPEND")
+    );
+    assert_eq!(
+        p.ask(&rcpt("192.0.2.1", "bob@example.test", "C1")).await,
+        "action=DUNNO\n\n"
+    );
+    running.shutdown().await;
+    let records = env.store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(
+        (r.stage.as_str(), r.status.as_str(), r.action.as_str()),
+        ("rcpt", "blocked", "reject")
+    );
+    assert_eq!(r.client_ip, "203.0.113.66");
+    assert_eq!(r.node, "gw-test");
+    assert_eq!(r.tenant.as_deref(), Some("acme"));
+    assert_eq!(r.sender.as_deref(), Some("alice@sender.test"));
+    assert_eq!(r.recipients, vec!["bob@example.test".to_string()]);
+    assert_eq!(r.reason, "Blocked: blocked by entry #1");
+    assert_eq!(r.matched.len(), 1);
+    assert_eq!((r.matched[0].id, r.matched[0].list.as_str()), (1, "block"));
+    let hits = env.store.entry_hits(EntryId(1)).await.unwrap().unwrap();
+    assert_eq!(hits.hits, 1);
+    assert_eq!(env.store.entry_hits(EntryId(2)).await.unwrap(), None);
+
+    // Every answer, for a Postfix without the milter.
+    config.policy_server.history = PolicyHistory::All;
+    let running = start(&env, config).await;
+    let mut p = Policy::connect(running.policy_addr()).await;
+    p.ask(&rcpt("198.51.100.7", "bob@example.test", "D1")).await;
+    p.ask(&rcpt("192.0.2.1", "bob@example.test", "E1")).await;
+    running.shutdown().await;
+    let records = env.store.history(&HistoryFilter::default()).await.unwrap();
+    let summary: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| (r.client_ip.as_str(), r.status.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("192.0.2.1", "pass", "Pass"),
+            ("198.51.100.7", "clean", "Clean: exempted by entry #2"),
+            ("203.0.113.66", "blocked", "Blocked: blocked by entry #1"),
+        ]
+    );
+    assert!(records.iter().all(|r| r.stage == "rcpt"));
+    assert_eq!(records[1].bypassed, vec!["spf".to_string()]);
+    assert_eq!(
+        env.store
+            .entry_hits(EntryId(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .hits,
+        1
+    );
+}

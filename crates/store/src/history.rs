@@ -25,6 +25,7 @@
 //!     recipients: vec!["bob@acme.example".into()],
 //!     status: "pass".into(),
 //!     action: "accept".into(),
+//!     stage: "message".into(),
 //!     bypassed: vec![],
 //!     matched: vec![],
 //!     checks: Default::default(),
@@ -77,6 +78,9 @@ pub const HISTORY_STATUSES: &[&str] = &[
 /// The actions a record may have (the engine's `Action` keywords), mildest first.
 pub const HISTORY_ACTIONS: &[&str] = &["accept", "tag", "quarantine", "defer", "reject"];
 
+/// Where in the mail flow a record was decided.
+pub const HISTORY_STAGES: &[&str] = &["rcpt", "message"];
+
 /// One decision, as the email history keeps it: what came in, what was decided and why.
 ///
 /// Stored exactly as given, except that `time` is kept to the microsecond (finer parts are
@@ -105,6 +109,9 @@ pub struct HistoryRecord {
     pub status: String,
     /// One of [`HISTORY_ACTIONS`].
     pub action: String,
+    /// Where in the mail flow it was decided: one of [`HISTORY_STAGES`] (`rcpt`: by the
+    /// policy server, for one recipient; `message`: by the milter, for the whole message).
+    pub stage: String,
     /// The check ids bypassed for the message.
     pub bypassed: Vec<String>,
     /// Every entry that matched.
@@ -217,6 +224,7 @@ pub(crate) struct PreparedRecord<'a> {
     pub recipients: String,
     pub status: &'a str,
     pub action: &'a str,
+    pub stage: &'a str,
     pub bypassed: String,
     pub matched: String,
     pub checks: String,
@@ -281,6 +289,16 @@ impl<'a> PreparedRecord<'a> {
                 ),
             ));
         }
+        if !HISTORY_STAGES.contains(&r.stage.as_str()) {
+            return Err(invalid(
+                "stage",
+                format!(
+                    "`{}` is not one of {}",
+                    shown(&r.stage, 40),
+                    HISTORY_STAGES.join(", ")
+                ),
+            ));
+        }
         if r.revision < 0 {
             return Err(invalid("revision", "is negative"));
         }
@@ -310,6 +328,7 @@ impl<'a> PreparedRecord<'a> {
             recipients: json("recipients", &r.recipients)?,
             status: &r.status,
             action: &r.action,
+            stage: &r.stage,
             bypassed: json("bypassed", &r.bypassed)?,
             matched: json("matched", &r.matched)?,
             checks: json("checks", &r.checks)?,
@@ -338,6 +357,7 @@ impl<'a> PreparedRecord<'a> {
             + self.recipients.len()
             + self.status.len()
             + self.action.len()
+            + self.stage.len()
             + self.bypassed.len()
             + self.matched.len()
             + self.checks.len()

@@ -51,6 +51,7 @@ struct HistoryDbRow {
     recipients: String,
     status: String,
     action: String,
+    stage: String,
     bypassed: String,
     matched: String,
     checks: String,
@@ -60,7 +61,7 @@ struct HistoryDbRow {
 
 /// The columns of [`HistoryDbRow`].
 const HISTORY_COLUMNS: &str = "id, time, node, queue_id, tenant, client_ip, sender, \
-     sender_source, recipients, status, action, bypassed, matched, checks, reason, revision";
+     sender_source, recipients, status, action, stage, bypassed, matched, checks, reason, revision";
 
 impl HistoryDbRow {
     fn into_record(self) -> Result<HistoryRecord, StoreError> {
@@ -85,6 +86,7 @@ impl HistoryDbRow {
             recipients: decode("recipients", &self.recipients).map_err(corrupt)?,
             status: self.status,
             action: self.action,
+            stage: self.stage,
             bypassed: decode("bypassed", &self.bypassed).map_err(corrupt)?,
             matched: decode::<Vec<HistoryMatch>>("matched", &self.matched).map_err(corrupt)?,
             checks: decode("checks", &self.checks).map_err(corrupt)?,
@@ -448,8 +450,8 @@ impl Ops {
             query.reset();
             query.push(
                 "INSERT INTO history (time, node, queue_id, tenant, client_ip, ip_key, sender, \
-                 sender_rdomain, sender_source, recipients, status, action, bypassed, matched, \
-                 checks, reason, revision) ",
+                 sender_rdomain, sender_source, recipients, status, action, stage, bypassed, \
+                 matched, checks, reason, revision) ",
             );
             query.push_values(chunk, |mut row, r| {
                 row.push_bind(r.time)
@@ -464,6 +466,7 @@ impl Ops {
                     .push_bind(r.recipients.as_str())
                     .push_bind(r.status)
                     .push_bind(r.action)
+                    .push_bind(r.stage)
                     .push_bind(r.bypassed.as_str())
                     .push_bind(r.matched.as_str())
                     .push_bind(r.checks.as_str())

@@ -28,6 +28,7 @@ fn record(time: DateTime<Utc>, ip: &str, sender: Option<&str>) -> HistoryRecord 
         recipients: vec!["bob@acme.example".into()],
         status: "pass".into(),
         action: "accept".into(),
+        stage: "message".into(),
         bypassed: vec![],
         matched: vec![],
         checks: BTreeMap::from([("spf".into(), "not_run".into())]),
@@ -67,6 +68,7 @@ fn full_record(time: DateTime<Utc>) -> HistoryRecord {
         ],
         status: "clean".into(),
         action: "accept".into(),
+        stage: "message".into(),
         bypassed: vec!["spf".into(), "dkim".into(), "greylisting".into()],
         matched: vec![
             allow_match(12, true),
@@ -722,6 +724,13 @@ pub async fn a_bad_history_record_refuses_the_whole_batch<B: Backend>(b: &B) {
             "action",
             HistoryRecord {
                 action: "drop".into(),
+                ..good()
+            },
+        ),
+        (
+            "stage",
+            HistoryRecord {
+                stage: "data".into(),
                 ..good()
             },
         ),
