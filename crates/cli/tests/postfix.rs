@@ -322,6 +322,38 @@ fn mail_through_a_real_postfix() {
         "a blocked From header was not refused by the milter:\n{r}"
     );
 
+    // Stuffing a message with more headers than the milter keeps (1000 by default) neither
+    // hides a blocked From header nor a forged X-Allowgate behind them.
+    let stuffed = |from: &str, client: &str, to: &str| {
+        let mut m = Mail::new(from, [to])
+            .client(client.parse().unwrap())
+            .helo("mx.sender.test");
+        for i in 0..1100 {
+            m = m.header(format!("X-Filler-{i}"), "stuffing");
+        }
+        m
+    };
+    let r = postfix.send(
+        &stuffed("bounce@lists.sender.test", "192.0.2.52", "bob@example.test")
+            .header("From", "<boss@mail.evil.test>"),
+    );
+    let end = r.end_of_data.as_ref().expect("no reply after the data");
+    assert!(
+        end.code == 550 && end.text.contains(REFUSAL),
+        "a blocked From header behind 1100 headers was not refused:\n{r}"
+    );
+    let r = postfix.send(
+        &stuffed("mallory@sender.test", "192.0.2.53", "uma@example.test")
+            .header("X-Allowgate", "status=clean; bypass=all; entries=1"),
+    );
+    assert!(r.is_queued(), "{r}");
+    let uma = delivered_to(&postfix, "uma@example.test");
+    assert_eq!(
+        uma.header_all("X-Allowgate"),
+        ["status=pass; tenant=acme"],
+        "a forged header behind 1100 headers survived"
+    );
+
     // Mail nothing matches is delivered with `status=pass`.
     let r = postfix.send(&mail("192.0.2.44", "carol@example.test"));
     assert!(r.is_queued(), "{r}");

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use allowgate_core::{Action, CheckResults, Context, MessageFacts, decide, exemptions};
 use allowgate_milter::{Command, Decoder, Limits, Response, encode_response, envelope_address};
-use allowgate_types::{CheckId, Domain, EmailAddress, parse_ip};
+use allowgate_types::{CheckId, Domain, EmailAddress, SenderSource, parse_ip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -54,16 +54,76 @@ pub const EXCHANGE_HEADERS: [(&str, CheckId, &str); 4] = [
     ),
 ];
 
+/// Sender headers kept beyond `max_headers` and `max_message_bytes`, so that stuffing a
+/// message with headers cannot hide a blocked `From:` (the engine reads at most 64 header
+/// senders anyway).
+const EXTRA_SENDER_HEADERS: usize = 64;
+/// The longest sender header kept beyond the caps.
+const EXTRA_SENDER_HEADER_BYTES: usize = 4096;
+
 /// One message transaction's state.
 #[derive(Debug, Default)]
 struct Message {
     mail_from: Option<EmailAddress>,
     recipients: Vec<EmailAddress>,
     headers: Vec<(String, String)>,
+    /// Bytes of `headers`; headers and body share `max_message_bytes`.
+    header_bytes: usize,
+    /// Sender headers kept beyond the caps.
+    extra_senders: usize,
+    /// How many headers of each of our names arrived, kept or not: every one is deleted.
+    ours: Vec<(String, u32)>,
     body: Vec<u8>,
-    /// Bytes of body dropped beyond the cap.
+    /// Headers or body bytes dropped beyond the caps.
     truncated: bool,
     queue_id: Option<String>,
+}
+
+/// Whether a header is one of ours (`X-Allowgate` or the `exchange` profile's).
+fn is_ours(name: &str) -> bool {
+    name.eq_ignore_ascii_case(HEADER)
+        || EXCHANGE_HEADERS
+            .iter()
+            .any(|(h, _, _)| name.eq_ignore_ascii_case(h))
+}
+
+/// Whether a header names a sender the engine reads (`From:`, `Sender:`, `Return-Path:`, …).
+fn is_sender_header(name: &str) -> bool {
+    SenderSource::PRIORITY
+        .iter()
+        .any(|s| *s != SenderSource::MailFrom && name.eq_ignore_ascii_case(s.as_str()))
+}
+
+impl Message {
+    /// Keep a header within the caps; beyond them keep only sender headers (a few, short).
+    /// Our own names are counted whether kept or not.
+    fn header(&mut self, settings: &MilterConfig, name: String, value: String) {
+        if is_ours(&name) {
+            match self
+                .ours
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, c)) => *c = c.saturating_add(1),
+                None => self.ours.push((name.clone(), 1)),
+            }
+        }
+        let size = name.len() + value.len() + 4;
+        if self.headers.len() < settings.max_headers
+            && self.header_bytes + size <= settings.max_message_bytes
+        {
+            self.header_bytes += size;
+            self.headers.push((name, value));
+        } else if is_sender_header(&name)
+            && self.extra_senders < EXTRA_SENDER_HEADERS
+            && value.len() <= EXTRA_SENDER_HEADER_BYTES
+        {
+            self.extra_senders += 1;
+            self.headers.push((name, value));
+        } else {
+            self.truncated = true;
+        }
+    }
 }
 
 /// One connection's state.
@@ -241,15 +301,13 @@ fn handle(
             vec![rcpt_stage(shared, settings, session, rcpt)]
         }
         Command::Header { name, value } => {
-            if session.message.headers.len() < settings.max_headers {
-                session.message.headers.push((name, value));
-            }
+            session.message.header(settings, name, value);
             vec![Response::Continue]
         }
         Command::Body(bytes) => {
             let room = settings
                 .max_message_bytes
-                .saturating_sub(session.message.body.len());
+                .saturating_sub(session.message.header_bytes + session.message.body.len());
             session.message.truncated |= bytes.len() > room;
             session
                 .message
@@ -327,27 +385,9 @@ fn end_of_message(
     shared.metrics.request(RequestKind::EndOfMessage);
     let started = Instant::now();
     let mut responses = Vec::new();
-    // Delete every header of our names that arrived, the last occurrence first so that the
-    // indexes of the others do not move.
-    let ours = |name: &str| {
-        name.eq_ignore_ascii_case(HEADER)
-            || EXCHANGE_HEADERS
-                .iter()
-                .any(|(h, _, _)| name.eq_ignore_ascii_case(h))
-    };
-    let mut counts: Vec<(String, u32)> = Vec::new();
-    for (name, _) in &session.message.headers {
-        if ours(name) {
-            match counts
-                .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
-                Some((_, c)) => *c += 1,
-                None => counts.push((name.clone(), 1)),
-            }
-        }
-    }
-    for (name, count) in &counts {
+    // Delete every header of our names that arrived (counted as they came, within the caps
+    // or not), the last occurrence first so that the indexes of the others do not move.
+    for (name, count) in &session.message.ours {
         for index in (1..=*count).rev() {
             responses.push(Response::ChangeHeader {
                 index,
