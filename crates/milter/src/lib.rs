@@ -26,6 +26,27 @@
 //! 3. `A` [`Command::Abort`] ends a message early (no answer) and a new `M` may follow;
 //!    `Q` [`Command::Quit`] ends the connection.
 //!
+//! # What Postfix 3.7 does (checked in `tests/postfix.rs`)
+//!
+//! - **Connections**: one milter connection per SMTP session, negotiated anew each time
+//!   (offer: version 6, actions `0x1ff`, protocol `0x1fffff`). `XCLIENT` ends the connection of
+//!   the real client (`A`, `Q`) and opens a new one whose `C` carries the XCLIENT address
+//!   (hostname `[203.0.113.9]` when XCLIENT gave no name). After the message: `A`, `A`, `Q`.
+//! - **Macros by default**: at `C` `j`, `{daemon_name}`, `{daemon_addr}`, `v`, `_`; at `H` none
+//!   (an empty `D` packet); at `M` `{mail_addr}`, `{mail_host}`, `{mail_mailer}`; at `R` `i` (only
+//!   once a recipient was accepted: not at the first `RCPT`), `{rcpt_addr}`, `{rcpt_host}`,
+//!   `{rcpt_mailer}`; at `T`, every `L`, `N`, every `B` and `E`: `i`, the queue id.
+//! - **Headers shown**: the message's own in order, then those Postfix adds (`Date:` when
+//!   missing), without Postfix's own `Received:`; one space after the colon removed; folded
+//!   values keep `\n\t`. Headers a policy server added with `PREPEND` at `RCPT` *are* shown,
+//!   first — one per accepted recipient, since Postfix asks the policy server at each `RCPT`
+//!   — and [`Response::ChangeHeader`] deletes them like any other.
+//! - **Replies**: [`Response::ReplyCode`] text reaches the client as given (`550 5.7.1 blocked`
+//!   at `RCPT` refuses that recipient only, at end of body the message); `r` gives
+//!   `550 5.7.1 Command rejected`, `t` `451 4.7.1 Service unavailable - try again later`;
+//!   `d` answers `250` and drops the message; `q` then `c` answers `250` and puts the message
+//!   on the hold queue (logged `milter-hold: … milter triggers HOLD action`).
+//!
 //! # Errors
 //!
 //! A [`ProtocolError`] means the stream cannot be trusted any more: close the connection

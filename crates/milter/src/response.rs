@@ -63,8 +63,9 @@ pub enum Response {
         /// other control character but TAB, so it is one line.
         value: String,
     },
-    /// `i`: insert a header at position `index` among all headers (0: first). Needs
-    /// [`SMFIF_ADDHDRS`](crate::flags::SMFIF_ADDHDRS).
+    /// `i`: insert a header at position `index` among all the message's headers, counted as
+    /// delivered: 0 puts it first, before Postfix's own `Received:` (and before headers a
+    /// policy server prepended). Needs [`SMFIF_ADDHDRS`](crate::flags::SMFIF_ADDHDRS).
     InsertHeader {
         /// Where: the number of headers before the new one.
         index: u32,
@@ -73,9 +74,16 @@ pub enum Response {
         /// The value, as for [`AddHeader`](Response::AddHeader).
         value: String,
     },
-    /// `m`: replace the value of the `index`-th header named `name` (1-based, counted among the
-    /// headers of that name, case-insensitively, as the filter saw them); an empty value deletes
+    /// `m`: replace the value of the `index`-th header named `name`; an empty value deletes
     /// the header. Needs [`SMFIF_CHGHDRS`](crate::flags::SMFIF_CHGHDRS).
+    ///
+    /// Postfix 3.7: names match case-insensitively (the changed header takes the name as given
+    /// here); `index` counts from 1 among the headers of that name the filter was shown, in
+    /// message order, *as they are when the change is made*: a header deleted by an earlier
+    /// change no longer counts (two deletions at index 1 delete the first two), a header added
+    /// by [`AddHeader`](Response::AddHeader) comes after them. Changing a header that is not
+    /// there (index past the last) appends it, like [`AddHeader`](Response::AddHeader). To
+    /// replace every header of a name by one, delete from the highest index down, then add.
     ChangeHeader {
         /// Which of the headers named `name`, from 1.
         index: u32,
