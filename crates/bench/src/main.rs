@@ -19,6 +19,9 @@ mod decide_bench;
 mod history_bench;
 mod import_bench;
 mod policy_bench;
+mod postfix_bench;
+mod rspamd;
+mod serve_process;
 mod structures;
 
 /// Counts allocations and live heap bytes for `decide` (a relaxed atomic add per call).
@@ -447,6 +450,7 @@ fn main() -> ExitCode {
         Some("decide") => Some(decide_bench::run),
         Some("policy") => Some(policy_bench::run),
         Some("history") => Some(history_bench::run),
+        Some("postfix") => Some(postfix_bench::run),
         _ => None,
     };
     if let Some(run) = sub {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p allowgate-bench -- policy [--entries 100000] [--connections 100]
-//!     [--seconds 10] [--rate 5000]
+//!     [--seconds 10] [--rate 5000] [--no-rspamd]
 //! ```
 //!
 //! The entries (the `decide` benchmark's IP entries: 85% allow, 10% block, 5% ignore, global)
@@ -17,14 +17,16 @@
 //! - **Open loop**: requests at a fixed `--rate`, spread over the connections; latency is
 //!   measured from each request's scheduled time (a late send counts against the server, so a
 //!   stall cannot hide behind the requests it delayed).
+//! - **Baseline** (unless `--no-rspamd`): after allowgate has stopped, Debian's rspamd on
+//!   loopback with only an IP-list rule over the same entries (see `rspamd.rs`), asked
+//!   `/checkv2` about the same clients over `--connections` keep-alive connections, closed
+//!   loop: the ratio of the two request rates.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allowgate_server::config::Config;
-use allowgate_server::serve;
 use allowgate_store::Store;
 use allowgate_store::import::{ImportFamily, ImportRequest};
 use allowgate_types::{Actor, List};
@@ -32,12 +34,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::data::{self, Rng};
+use crate::rspamd;
+use crate::serve_process::Serve;
 
 struct Options {
     entries: usize,
     connections: usize,
     seconds: u64,
     rate: u64,
+    /// Run the rspamd baseline.
+    rspamd: bool,
+    /// Instead of the runs, an open loop at `rate` for this many seconds, with the server's
+    /// memory sampled.
+    soak: Option<u64>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -46,9 +55,15 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         connections: 100,
         seconds: 10,
         rate: 5_000,
+        rspamd: true,
+        soak: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--no-rspamd" {
+            o.rspamd = false;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let n = crate::number(flag, value)?;
         match flag.as_str() {
@@ -56,10 +71,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--connections" => o.connections = n,
             "--seconds" => o.seconds = n as u64,
             "--rate" => o.rate = n as u64,
+            "--soak" => o.soak = Some(n as u64),
             other => {
                 return Err(format!(
                     "unknown flag {other}\nusage: allowgate-bench policy [--entries 100000] \
-                     [--connections 100] [--seconds 10] [--rate 5000]"
+                     [--connections 100] [--seconds 10] [--rate 5000] [--no-rspamd] [--soak SECONDS]"
                 ));
             }
         }
@@ -71,7 +87,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 /// Import the entries: one import per list (the import cap is 100,000 entries and 2 MB).
-async fn fill(store: &Store, entries: &[data::Entry]) -> Result<(), String> {
+pub(crate) async fn fill(store: &Store, entries: &[data::Entry]) -> Result<(), String> {
     let actor = Actor::parse("bench").map_err(|e| e.to_string())?;
     for (list, pick) in [
         (List::Allow, 0..17),
@@ -104,20 +120,26 @@ async fn fill(store: &Store, entries: &[data::Entry]) -> Result<(), String> {
     Ok(())
 }
 
-/// RCPT requests: `n` from clients inside an entry and `n` from clients outside every entry,
-/// interleaved.
-fn requests(entries: &[data::Entry], n: usize, seed: u64) -> Vec<Vec<u8>> {
+/// Client addresses: `n` inside an entry and `n` outside every entry, interleaved.
+fn clients(entries: &[data::Entry], n: usize, seed: u64) -> Vec<IpAddr> {
     let hits = data::hit_queries(entries, n, seed);
     let mut misses = Vec::with_capacity(n);
     let mut rng = Rng::new(seed ^ 0x5eed);
     while misses.len() < n {
         // Addresses in TEST-NET-2, where the generated entries never are.
         let ip = std::net::Ipv4Addr::new(198, 18, rng.below(256) as u8, rng.below(256) as u8);
-        misses.push(std::net::IpAddr::V4(ip));
+        misses.push(IpAddr::V4(ip));
     }
     hits.into_iter()
         .zip(misses)
         .flat_map(|(h, m)| [h, m])
+        .collect()
+}
+
+/// RCPT requests as Postfix 3.7 sends them, one per client.
+fn requests(clients: &[IpAddr]) -> Vec<Vec<u8>> {
+    clients
+        .iter()
         .enumerate()
         .map(|(i, ip)| {
             format!(
@@ -134,8 +156,95 @@ fn requests(entries: &[data::Entry], n: usize, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One request and its reply on `stream`; `Err` if the reply is not `action=…\n\n`.
-async fn ask(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<(), String> {
+/// What the load generator speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Postfix's policy delegation (allowgate).
+    Policy,
+    /// HTTP/1.1 `/checkv2` with keep-alive (the rspamd baseline).
+    Checkv2,
+}
+
+/// A connection of the load generator: connected again when the server closed it after a
+/// reply (rspamd does unless it keeps the connection alive); the connect is then part of the
+/// next request's time, as it is for a real client.
+struct Conn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            addr,
+            stream: Some(stream),
+        })
+    }
+
+    fn stream(&mut self) -> Result<&mut TcpStream, String> {
+        self.stream.as_mut().ok_or_else(|| "not connected".into())
+    }
+}
+
+/// One request and its reply; `Err` for a reply that is not one.
+async fn ask(
+    proto: Protocol,
+    conn: &mut Conn,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    if conn.stream.is_none() {
+        let stream = TcpStream::connect(conn.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        conn.stream = Some(stream);
+    }
+    let stream = conn.stream()?;
+    match proto {
+        Protocol::Policy => ask_policy(stream, request, buf).await,
+        Protocol::Checkv2 => {
+            if !ask_checkv2(stream, request, buf).await? {
+                conn.stream = None;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One `/checkv2` request and its reply: HTTP 200 with a JSON body naming an action. `Ok`
+/// says whether the connection stays open.
+async fn ask_checkv2(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<bool, String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((body, keep_alive)) = rspamd::complete_response(buf)? {
+            if !body.windows(8).any(|w| w == b"\"action\"") {
+                return Err(format!("no action in {:?}", String::from_utf8_lossy(body)));
+            }
+            return Ok(keep_alive);
+        }
+    }
+}
+
+/// One policy request and its reply; `Err` if the reply is not `action=…\n\n`.
+async fn ask_policy(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     stream.write_all(request).await.map_err(|e| e.to_string())?;
     buf.clear();
     let mut chunk = [0u8; 512];
@@ -205,7 +314,12 @@ impl LoopResult {
 }
 
 /// Closed loop: every connection sends its next request as soon as its reply arrives.
-async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> LoopResult {
+async fn closed_loop(
+    proto: Protocol,
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    o: &Options,
+) -> LoopResult {
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -214,15 +328,14 @@ async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> 
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
-            let Ok(mut stream) = TcpStream::connect(addr).await else {
+            let Ok(mut stream) = Conn::connect(addr).await else {
                 return (Vec::new(), lat, 1);
             };
-            let _ = stream.set_nodelay(true);
             let mut buf = Vec::with_capacity(256);
             let mut i = c * 7919;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match ask(&mut stream, &reqs[i % reqs.len()], &mut buf).await {
+                match ask(proto, &mut stream, &reqs[i % reqs.len()], &mut buf).await {
                     Ok(()) => lat.push(t.elapsed().as_micros() as u64),
                     Err(_) => {
                         errors += 1;
@@ -240,7 +353,12 @@ async fn closed_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> 
 }
 
 /// Open loop: request `k` of connection `c` is due at `start + (k * connections + c) / rate`.
-async fn open_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> LoopResult {
+async fn open_loop(
+    proto: Protocol,
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    o: &Options,
+) -> LoopResult {
     let total = o.rate * o.seconds;
     let per_conn = total / o.connections as u64;
     let interval = Duration::from_secs_f64(o.connections as f64 / o.rate as f64);
@@ -253,17 +371,16 @@ async fn open_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> Lo
             let mut lat = Vec::with_capacity(per_conn as usize);
             let mut service = Vec::with_capacity(per_conn as usize);
             let mut errors = 0u64;
-            let Ok(mut stream) = TcpStream::connect(addr).await else {
+            let Ok(mut stream) = Conn::connect(addr).await else {
                 return (lat, service, per_conn);
             };
-            let _ = stream.set_nodelay(true);
             let mut buf = Vec::with_capacity(256);
             for k in 0..per_conn {
                 let due = start + offset + interval * k as u32;
                 tokio::time::sleep_until(due.into()).await;
                 let i = (c + k as usize * 7919) % reqs.len();
                 let sent = Instant::now();
-                match ask(&mut stream, &reqs[i], &mut buf).await {
+                match ask(proto, &mut stream, &reqs[i], &mut buf).await {
                     Ok(()) => {
                         lat.push(due.elapsed().as_micros() as u64);
                         service.push(sent.elapsed().as_micros() as u64);
@@ -277,6 +394,58 @@ async fn open_loop(addr: SocketAddr, reqs: Arc<Vec<Vec<u8>>>, o: &Options) -> Lo
     let mut result = LoopResult::collect(tasks).await;
     result.seconds = start.elapsed().as_secs_f64();
     result
+}
+
+/// The soak: an open loop at `o.rate` for `seconds`, in slices of a minute (each slice's
+/// requests, errors and p99), the server's resident memory sampled after each slice.
+async fn soak(
+    server: &Serve,
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    o: &Options,
+    seconds: u64,
+) -> Result<(), String> {
+    let slice = 60.min(seconds);
+    let slices = seconds.div_ceil(slice);
+    let rss_start = server.rss_kib().ok_or("cannot read the server's VmRSS")?;
+    println!(
+        "### Soak: open loop at {} req/s for {seconds} s, {} connections, {} entries (release `allowgate serve`, pid {})\n",
+        o.rate,
+        o.connections,
+        o.entries,
+        server.pid()
+    );
+    println!("| minute | requests | errors | p50 µs | p99 µs | max µs | server RSS after (KiB) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| start | | | | | | {rss_start} |");
+    let (mut total, mut errors, mut rss_max) = (0u64, 0u64, rss_start);
+    let mut rss_end = rss_start;
+    for k in 0..slices {
+        let part = Options {
+            seconds: slice.min(seconds - k * slice),
+            soak: None,
+            ..*o
+        };
+        let r = open_loop(Protocol::Policy, addr, Arc::clone(&reqs), &part).await;
+        rss_end = server.rss_kib().ok_or("the server is gone")?;
+        rss_max = rss_max.max(rss_end);
+        total += r.done;
+        errors += r.errors;
+        let (p50, p99, _, max) = percentiles(r.latency_us);
+        println!(
+            "| {} | {} | {} | {p50} | {p99} | {max} | {rss_end} |",
+            k + 1,
+            r.done,
+            r.errors
+        );
+    }
+    println!(
+        "\n{total} requests, **{errors} errors**; server RSS {rss_start} KiB at the start, {rss_end} KiB at the end, {rss_max} KiB at most."
+    );
+    if errors > 0 {
+        return Err(format!("{errors} requests failed"));
+    }
+    Ok(())
 }
 
 /// Runs the benchmark; `Err` on bad arguments, a failed set-up or any failed request.
@@ -296,24 +465,49 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let store = Store::open(&url).await.map_err(|e| e.to_string())?;
         fill(&store, &entries).await?;
         store.close().await;
-        let mut config = Config::default();
-        config.store.url = url;
-        config.listen.policy = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-        config.listen.milter = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-        config.listen.http = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
-        let running = serve::start(&config).await.map_err(|e| e.to_string())?;
-        let addr = running.policy_addr();
-        let reqs = Arc::new(requests(&entries, 50_000, 0xB01C_0002));
+        let server = tokio::task::block_in_place(|| Serve::start(&url, &[]))?;
+        let addr = server.policy;
+        let clients = clients(&entries, 50_000, 0xB01C_0002);
+        let reqs = Arc::new(requests(&clients));
+        if let Some(seconds) = o.soak {
+            let result = soak(&server, addr, reqs, &o, seconds).await;
+            tokio::task::block_in_place(|| drop(server));
+            let _ = std::fs::remove_dir_all(&dir);
+            return result;
+        }
         eprintln!("[policy] closed loop: {} connections, {} s", o.connections, o.seconds);
-        let closed = closed_loop(addr, Arc::clone(&reqs), &o).await;
+        let closed = closed_loop(Protocol::Policy, addr, Arc::clone(&reqs), &o).await;
         eprintln!("[policy] open loop: {} req/s, {} s", o.rate, o.seconds);
-        let open = open_loop(addr, Arc::clone(&reqs), &o).await;
-        let decisions = running.shared().metrics.render(0, 0.0, true);
-        running.shutdown().await;
+        let open = open_loop(Protocol::Policy, addr, Arc::clone(&reqs), &o).await;
+        let decisions = tokio::task::block_in_place(|| server.metrics())?;
+        tokio::task::block_in_place(|| drop(server));
+        let baseline = if o.rspamd {
+            let (allow, block): (Vec<_>, Vec<_>) = entries
+                .iter()
+                .enumerate()
+                .partition(|(i, _)| !(17..19).contains(&(i % 20)));
+            let allow: Vec<data::Entry> = allow.into_iter().map(|(_, e)| *e).collect();
+            let block: Vec<data::Entry> = block.into_iter().map(|(_, e)| *e).collect();
+            eprintln!("[policy] rspamd baseline: starting rspamd with the same entries");
+            let server = tokio::task::block_in_place(|| {
+                rspamd::start(&dir.join("rspamd"), &allow, &block)
+            })?;
+            let checks: Vec<Vec<u8>> = clients
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| rspamd::request(*ip, i))
+                .collect();
+            eprintln!("[policy] rspamd closed loop: {} connections, {} s", o.connections, o.seconds);
+            let result = closed_loop(Protocol::Checkv2, server.addr, Arc::new(checks), &o).await;
+            tokio::task::block_in_place(|| drop(server));
+            Some(result)
+        } else {
+            None
+        };
         let _ = std::fs::remove_dir_all(&dir);
 
         println!(
-            "### Policy server end to end ({} entries; server and load generator on the same 2 cores)\n",
+            "### Policy server end to end ({} entries; the release `allowgate serve` and the load generator on the same 2 cores)\n",
             o.entries
         );
         println!(
@@ -321,10 +515,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
              p50 / p99 µs from the send |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for (name, r) in [
-            (format!("closed loop, {} connections", o.connections), closed),
-            (format!("open loop at {} req/s, {} connections", o.rate, o.connections), open),
-        ] {
+        let allowgate_rate = closed.done as f64 / closed.seconds;
+        let mut runs = vec![
+            (format!("allowgate, closed loop, {} connections", o.connections), closed),
+            (format!("allowgate, open loop at {} req/s, {} connections", o.rate, o.connections), open),
+        ];
+        let mut rspamd_rate = None;
+        if let Some(r) = baseline {
+            rspamd_rate = Some(r.done as f64 / r.seconds);
+            runs.push((
+                format!("rspamd /checkv2 (IP-list rule only), closed loop, {} connections", o.connections),
+                r,
+            ));
+        }
+        for (name, r) in runs {
             let rate = r.done as f64 / r.seconds;
             let errors = r.errors;
             let (p50, p99, p999, max) = percentiles(r.latency_us);
@@ -342,6 +546,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .filter(|l| l.starts_with("allowgate_decisions_total{"))
             .collect();
         println!("\nDecisions by status (server counters): {}", statuses.join(", "));
+        if let Some(baseline) = rspamd_rate {
+            println!(
+                "\nallowgate / rspamd, closed loop: **{:.1}×** ({allowgate_rate:.0} vs {baseline:.0} per second)",
+                allowgate_rate / baseline
+            );
+        }
         Ok(())
     })
 }

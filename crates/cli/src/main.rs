@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc rather than glibc's malloc: the server's worker threads allocate and free for every
+/// request, and with glibc's arenas they waited on each other's locks (a profile of the policy
+/// server at 100,000 requests/s spent about 8% in those waits; BENCHMARKS.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use allowgate_core::{PolicyConfig, Verdict};
 use allowgate_server::evaluate::{EvaluateRequest, InvalidRequest};
 use allowgate_server::policy;

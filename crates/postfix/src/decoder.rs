@@ -151,8 +151,8 @@ impl Decoder {
             if self.lines == 0 {
                 self.fail(ProtocolError::EmptyRequest);
             } else {
-                self.ready
-                    .push_back(mem::replace(&mut self.current, PolicyRequest::empty()));
+                let next = PolicyRequest::with_room_of(&self.current);
+                self.ready.push_back(mem::replace(&mut self.current, next));
                 self.lines = 0;
                 self.request_bytes = 0;
             }

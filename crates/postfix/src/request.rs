@@ -206,12 +206,21 @@ impl PolicyRequest {
         }
     }
 
+    /// An empty request with room for one like `like` (the next request on a connection is
+    /// usually the same size: no reallocation while it arrives).
+    pub(crate) fn with_room_of(like: &PolicyRequest) -> PolicyRequest {
+        PolicyRequest {
+            text: String::with_capacity(like.text.len()),
+            spans: Vec::with_capacity(like.spans.len()),
+        }
+    }
+
     /// Add one attribute: a new name goes last, a repeated one gets the new value in place.
     pub(crate) fn insert(&mut self, name: &str, value: &str) {
-        let existing = self
-            .spans
-            .iter()
-            .position(|span| &self.text[span.name.clone()] == name);
+        // Names are short and mostly differ in length: compare lengths first.
+        let existing = self.spans.iter().position(|span| {
+            span.name.len() == name.len() && &self.text[span.name.clone()] == name
+        });
         let start = self.text.len();
         match existing {
             Some(i) => {

@@ -143,7 +143,8 @@ pub struct PolicyServerConfig {
     /// An idle connection is closed after this many seconds. Default 600 (longer than
     /// Postfix's `smtpd_policy_service_max_idle`, 300 s, so Postfix closes first).
     pub idle_timeout_s: u64,
-    /// A request begun but not finished within this many seconds closes the connection.
+    /// A request not complete this many seconds after its first byte closes the connection
+    /// (however slowly it trickles in).
     /// Default 30.
     pub read_timeout_s: u64,
     /// The text of a refusal: status code, then words that name no entry. Default

@@ -119,6 +119,22 @@ async fn connection(
     let mut out = Vec::with_capacity(512);
     let idle = Duration::from_secs(settings.idle_timeout_s);
     let read = Duration::from_secs(settings.read_timeout_s);
+    // One timer and one shutdown wait for the whole connection, not one per request: each new
+    // one takes the timer wheel's or the channel's lock twice, and at 100,000 requests a
+    // second the worker threads queued on those locks. The timer is set when a request begins
+    // to arrive in pieces (its read deadline) and otherwise left alone; when it fires it checks
+    // the real deadline — the idle one from the last read, or the read one from the start of
+    // the unfinished request — and is set again if that is still ahead.
+    let mut last_read = Instant::now();
+    let mut begun: Option<Instant> = None;
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let mut stop = shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
+    tokio::pin!(stopped);
+    let mut stopping = *shutdown.borrow_and_update();
     loop {
         // Answer every complete request buffered, in order.
         out.clear();
@@ -147,21 +163,36 @@ async fn connection(
         if !out.is_empty() && stream.write_all(&out).await.is_err() {
             return;
         }
-        if *shutdown.borrow() && decoder.buffered() == 0 {
+        if stopping && decoder.buffered() == 0 {
             return;
         }
-        let wait = if decoder.buffered() == 0 { idle } else { read };
         tokio::select! {
-            r = tokio::time::timeout(wait, stream.read(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => decoder.feed(&buf[..n]),
-                Err(_) => {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    last_read = Instant::now();
+                    decoder.feed(&buf[..n]);
+                    if decoder.buffered() == 0 {
+                        begun = None;
+                    } else if begun.is_none() {
+                        begun = Some(last_read);
+                        timer.as_mut().reset((last_read + read).into());
+                    }
+                }
+            },
+            () = &mut timer => {
+                let deadline = match begun {
+                    Some(start) => start + read,
+                    None => last_read + idle,
+                };
+                if Instant::now() >= deadline {
                     shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, partial = decoder.buffered(), "policy connection timed out");
                     return;
                 }
+                timer.as_mut().reset(deadline.into());
             },
-            _ = shutdown.changed(), if !*shutdown.borrow() => {}
+            () = &mut stopped, if !stopping => stopping = true,
         }
     }
 }

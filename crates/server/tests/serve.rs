@@ -489,3 +489,53 @@ async fn history_records_refusals_at_rcpt_and_is_flushed_at_shutdown() {
         1
     );
 }
+
+/// The two timeouts apart: a request begun and not finished is closed after `read_timeout_s`
+/// from its first byte even when it trickles in, while an idle connection is kept until
+/// `idle_timeout_s`; a connection that keeps asking is never closed as idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_idle_timeouts_are_kept_apart() {
+    let env = env().await;
+    let mut config = env.config();
+    config.policy_server.idle_timeout_s = 2;
+    config.policy_server.read_timeout_s = 1;
+    let running = start(&env, config).await;
+    let mut idle = Policy::connect(running.policy_addr()).await;
+    let mut busy = Policy::connect(running.policy_addr()).await;
+    let mut trickle = Policy::connect(running.policy_addr()).await;
+    let started = Instant::now();
+    // A byte every 200 ms: still unfinished after 1 s.
+    let request = rcpt("192.0.2.1", "bob@example.test", "T1");
+    let mut bytes = request.as_bytes().iter();
+    let mut closed_at = None;
+    while started.elapsed() < Duration::from_millis(3500) {
+        if closed_at.is_none() {
+            let byte = *bytes.next().unwrap();
+            if trickle.stream.write_all(&[byte]).await.is_err() {
+                closed_at = Some(started.elapsed());
+            }
+        }
+        // The busy connection asks every 500 ms: it must never be closed as idle.
+        if started.elapsed().as_millis() % 500 < 200 {
+            assert_eq!(
+                busy.ask(&rcpt("192.0.2.2", "bob@example.test", "B")).await,
+                "action=DUNNO\n\n"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The trickle was cut off between 1 s and 2 s (a write after the close may take one
+    // more round to fail).
+    let closed_at = closed_at.expect("a trickling request was never cut off");
+    assert!(
+        closed_at >= Duration::from_secs(1) && closed_at < Duration::from_millis(2500),
+        "cut off after {closed_at:?}"
+    );
+    // The idle connection went at its idle timeout (2 s), before the loop ended.
+    assert!(idle.closed().await);
+    assert_eq!(
+        busy.ask(&rcpt("192.0.2.2", "bob@example.test", "B")).await,
+        "action=DUNNO\n\n"
+    );
+    running.shutdown().await;
+}
