@@ -22,7 +22,7 @@
 
 use allowgate_milter::{
     Command, Decoder, Family, Limits, NEEDED_ACTIONS, OptNeg, ProtocolError, Response,
-    encode_command, encode_response, macro_value, negotiate,
+    WANTED_PROTOCOL, encode_command, encode_response, macro_value, negotiate,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -170,7 +170,7 @@ fn helpers(command: &Command) {
                     OptNeg {
                         version: 6,
                         actions: NEEDED_ACTIONS,
-                        protocol: 0
+                        protocol: WANTED_PROTOCOL & offer.protocol
                     }
                 );
                 assert_eq!(ours.actions & !offer.actions, 0);

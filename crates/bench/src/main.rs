@@ -18,6 +18,7 @@ mod data;
 mod decide_bench;
 mod history_bench;
 mod import_bench;
+mod noop;
 mod policy_bench;
 mod postfix_bench;
 mod rspamd;

@@ -354,6 +354,37 @@ fn mail_through_a_real_postfix() {
         "a forged header behind 1100 headers survived"
     );
 
+    // A link in the body to a domain on the block list: refused by the milter. (Until such an
+    // entry exists the milter does not parse bodies at all.)
+    cli(
+        &db,
+        &[
+            "entry",
+            "add",
+            "--list",
+            "block",
+            "--kind",
+            "body-domain",
+            "--value",
+            "*.phish-link.com",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = postfix.send(
+            &mail("192.0.2.54", "bob@example.test")
+                .body("Please log in at https://account.phish-link.com/verify today.\n"),
+        );
+        let end = r.end_of_data.as_ref().expect("no reply after the data");
+        if end.code == 550 && end.text.contains(REFUSAL) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a blocked body domain was not refused:\n{r}"
+        );
+    }
+
     // Mail nothing matches is delivered with `status=pass`.
     let r = postfix.send(&mail("192.0.2.44", "carol@example.test"));
     assert!(r.is_queued(), "{r}");

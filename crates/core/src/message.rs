@@ -6,12 +6,15 @@ use std::net::IpAddr;
 use allowgate_types::{
     Domain, EmailAddress, SenderSource, normalize_ip, parse_ip, sender_domain_of, shown,
 };
-use mail_parser::{HeaderForm, HeaderName, HeaderValue, Message, MessageParser};
+use mail_parser::decoders::html::html_to_text;
+use mail_parser::{HeaderForm, HeaderName, HeaderValue, Message, MessageParser, PartType};
 
 /// Largest message parsed (bigger input is cut; the head still parses).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 /// Largest body text scanned for domains and IPs.
 pub const MAX_BODY_SCAN: usize = 1024 * 1024;
+/// Body parts scanned at most (the rest are not read).
+pub const MAX_BODY_PARTS: usize = 256;
 /// Most `Received:` headers read.
 pub const MAX_RECEIVED: usize = 64;
 /// Most distinct body domains (and, separately, body IPs) kept.
@@ -110,20 +113,30 @@ impl MessageFacts {
                 _ => None,
             })
             .collect();
+        // Each body part once, as it came: a text part as text, an HTML part as its markup
+        // (links and all) and as the text it shows (entities decoded). mail-parser lists a
+        // plain-text message's part as its HTML body too; converting it to HTML would only
+        // scan the same words twice.
         let mut scanner = BodyScanner::default();
         let mut budget = MAX_BODY_SCAN;
-        for i in 0.. {
-            let (text, html) = (message.body_text(i), message.body_html(i));
-            if text.is_none() && html.is_none() {
+        let mut seen: Vec<u32> = Vec::new();
+        for &id in message.text_body.iter().chain(&message.html_body) {
+            if budget == 0 || seen.len() >= MAX_BODY_PARTS {
                 break;
             }
-            for part in [text, html].into_iter().flatten() {
-                let take = floor_char_boundary(&part, budget);
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let (first, second): (&str, Option<String>) = match message.part(id).map(|p| &p.body) {
+                Some(PartType::Text(text)) => (text, None),
+                Some(PartType::Html(html)) => (html, Some(html_to_text(html))),
+                _ => continue,
+            };
+            for part in [Some(first), second.as_deref()].into_iter().flatten() {
+                let take = floor_char_boundary(part, budget);
                 scanner.scan(&part[..take]);
                 budget -= take;
-            }
-            if budget == 0 {
-                break;
             }
         }
         facts.body_domains = scanner.domains.into_iter().collect();
@@ -323,5 +336,32 @@ Mail me at someone@shop.example.co.uk, see evil.example.net. Not a domain: foo.b
         ] {
             let _ = MessageFacts::parse(input);
         }
+    }
+
+    #[test]
+    fn every_body_part_is_scanned_once_as_it_came() {
+        let raw = "From: a@sender.test\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee plain-site.com and 192.0.2.80\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n\
+<p>See <a href=\"https://link-site.net/x\">here</a> and shown-site&#46;org</p>\r\n\
+--b--\r\n";
+        let facts = MessageFacts::parse(raw.as_bytes());
+        let domains: Vec<String> = facts.body_domains.iter().map(ToString::to_string).collect();
+        // The text part; the link in the markup; the HTML's text, entities decoded.
+        for d in ["plain-site.com", "link-site.net", "shown-site.org"] {
+            assert!(
+                domains.contains(&d.to_string()),
+                "{d} missing from {domains:?}"
+            );
+        }
+        assert_eq!(
+            facts.body_ips,
+            vec!["192.0.2.80".parse::<IpAddr>().unwrap()]
+        );
+        // A plain-text message: its one part, read as text.
+        let plain = MessageFacts::parse(b"From: a@sender.test\r\n\r\nvisit only-site.com now\r\n");
+        let domains: Vec<String> = plain.body_domains.iter().map(ToString::to_string).collect();
+        assert_eq!(domains, ["only-site.com"]);
     }
 }

@@ -232,6 +232,9 @@ impl SpfIndex {
 pub(crate) struct Compiled {
     pub revision: i64,
     pub config: PolicyConfig,
+    /// Whether any `body-domain` or `body-ip` entry exists: else a message's body need not
+    /// be read.
+    pub reads_body: bool,
     /// By label.
     pub meta: Vec<Meta>,
     /// Each entry's value (for explanations), by label.
@@ -309,6 +312,13 @@ impl Snapshot {
             compiled: Arc::clone(&self.compiled),
             spf: Arc::new(SpfIndex::build(&self.compiled, spf)),
         }
+    }
+
+    /// Whether any entry matches on a message's body (`body-domain`, `body-ip`). When none
+    /// does, a caller may leave the body out of [`MessageFacts`](crate::MessageFacts): the
+    /// verdict is the same.
+    pub fn reads_body(&self) -> bool {
+        self.compiled.reads_body
     }
 
     /// The domains of the `spf-domain` entries, each once: what an [`SpfExpansion`] should
@@ -439,6 +449,7 @@ impl Compiled {
         let mut spf_labels = Vec::new();
         let mut client_ips = PendingIps::default();
         let mut body_ips = PendingIps::default();
+        let mut reads_body = false;
         for (label, &i) in order.iter().enumerate() {
             let label = u32_index(label);
             let entry = &entries[i as usize];
@@ -479,6 +490,7 @@ impl Compiled {
                 kind,
                 subdomains,
             };
+            reads_body |= matches!(e.value, EntryValue::BodyIp(_) | EntryValue::BodyDomain(_));
             match &e.value {
                 EntryValue::Ip(r) => client_ips.push(r.bounds(), label),
                 EntryValue::BodyIp(r) => body_ips.push(r.bounds(), label),
@@ -516,6 +528,7 @@ impl Compiled {
         let compiled = Compiled {
             revision,
             config,
+            reads_body,
             meta,
             values,
             windowed: {
@@ -636,6 +649,36 @@ mod tests {
         assert_eq!(global.lookup(ip("2001:db8:3::1")), [3]);
         assert!(global.lookup(ip("2001:db8:2::1")).is_empty());
         assert!(global.lookup(ip("11.0.0.1")).is_empty());
+    }
+
+    #[test]
+    fn reads_body_only_with_a_body_entry() {
+        let compile = |entries: Vec<Entry>| {
+            Snapshot::compile(
+                1,
+                PolicyConfig::default(),
+                &[],
+                entries,
+                &Default::default(),
+            )
+            .0
+        };
+        let others = || {
+            vec![
+                entry(1, List::Allow, EntryKind::Ip, "192.0.2.1"),
+                entry(2, List::Block, EntryKind::Domain, "*.sender.test"),
+                entry(3, List::Allow, EntryKind::Email, "a@sender.test"),
+            ]
+        };
+        assert!(!compile(others()).reads_body());
+        for (kind, value) in [
+            (EntryKind::BodyDomain, "*.link-site.com"),
+            (EntryKind::BodyIp, "198.51.100.0/24"),
+        ] {
+            let mut entries = others();
+            entries.push(entry(4, List::Block, kind, value));
+            assert!(compile(entries).reads_body(), "{kind:?}");
+        }
     }
 
     #[test]

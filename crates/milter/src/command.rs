@@ -213,8 +213,8 @@ impl Command {
         }
     }
 
-    /// Whether the MTA waits for an answer to this command, with the protocol
-    /// [`negotiate`](crate::negotiate) agrees (no `SMFIP_NR_*` bit): every command but
+    /// Whether the MTA waits for an answer to this command when no `SMFIP_NR_*` bit was agreed
+    /// ([`needs_reply`](crate::needs_reply) takes the agreed bits into account): every command but
     /// [`Macros`](Command::Macros), [`Abort`](Command::Abort), [`Quit`](Command::Quit) and
     /// [`QuitNewConnection`](Command::QuitNewConnection). The answer is one final response
     /// ([`Response::is_final`](crate::Response::is_final)), at [`EndOfBody`](Command::EndOfBody)

@@ -68,7 +68,9 @@
 //! decoder.feed(b"\0\0\0\x0dO\0\0\0\x06\0\0\x01\xff\0\x1f\xff\xff");
 //! let Some(Command::OptNeg(offer)) = decoder.next_command()? else { panic!() };
 //! encode_response(&Response::OptNeg(negotiate(&offer)?), &mut out)?;
-//! assert_eq!(out, b"\0\0\0\x0dO\0\0\0\x06\0\0\0\x31\0\0\0\0");
+//! // Version 6, actions 0x31, protocol 0xf73c0: "no reply" for every stage but RCPT and the
+//! // end, and no DATA, unknown-command or end-of-headers packets.
+//! assert_eq!(out, b"\0\0\0\x0dO\0\0\0\x06\0\0\0\x31\0\x0f\x73\xc0");
 //!
 //! // …then, at the end of the message, the macros for `E` and `E` itself, here in two reads
 //! // split in the middle of a packet.
@@ -108,5 +110,5 @@ pub use command::{Command, Connect, Family, OptNeg, encode_command, envelope_add
 pub use decoder::{Decoder, Limits};
 pub use error::{EncodeError, NegotiationError, ProtocolError};
 pub use macros::macro_value;
-pub use negotiate::{NEEDED_ACTIONS, WANTED_PROTOCOL, negotiate};
+pub use negotiate::{NEEDED_ACTIONS, WANTED_PROTOCOL, needs_reply, negotiate};
 pub use response::{MAX_REPLY_LENGTH, Response, encode_response};

@@ -71,12 +71,74 @@ struct Message {
     header_bytes: usize,
     /// Sender headers kept beyond the caps.
     extra_senders: usize,
-    /// How many headers of each of our names arrived, kept or not: every one is deleted.
-    ours: Vec<(String, u32)>,
+    /// Our headers that arrived, by name, kept or not: every copy is deleted, unless exactly
+    /// the one the decision wants arrived.
+    ours: Vec<OurHeader>,
     body: Vec<u8>,
     /// Headers or body bytes dropped beyond the caps.
     truncated: bool,
     queue_id: Option<String>,
+}
+
+/// The copies of one of our headers that arrived.
+#[derive(Debug)]
+struct OurHeader {
+    /// The name as it arrived (the first copy's spelling).
+    name: String,
+    /// How many copies.
+    count: u32,
+    /// The first copy's value, when short.
+    first: Option<String>,
+}
+
+/// Values of our headers kept for comparison at most this long.
+const OUR_VALUE_BYTES: usize = 1024;
+
+/// The header changes that leave exactly `wanted` of our headers: every copy that arrived is
+/// deleted (the last first, so that the indexes of the others do not move) and the wanted one
+/// added — except when exactly the wanted one arrived (the policy server's PREPEND for a
+/// single recipient, most of the time), which is left as it is: an edit costs Postfix a
+/// rewrite of the queue file.
+fn header_edits(arrived: &[OurHeader], wanted: &[(&str, String)]) -> Vec<Response> {
+    let mut deletes = Vec::new();
+    let mut adds = Vec::new();
+    let want = |name: &str| {
+        wanted
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    for a in arrived {
+        if a.count == 1
+            && a.first
+                .as_deref()
+                .is_some_and(|v| Some(v.trim()) == want(&a.name))
+        {
+            continue;
+        }
+        for index in (1..=a.count).rev() {
+            deletes.push(Response::ChangeHeader {
+                index,
+                name: a.name.clone(),
+                value: String::new(),
+            });
+        }
+    }
+    for (name, value) in wanted {
+        let kept = arrived.iter().any(|a| {
+            a.name.eq_ignore_ascii_case(name)
+                && a.count == 1
+                && a.first.as_deref().map(str::trim) == Some(value.as_str())
+        });
+        if !kept {
+            adds.push(Response::AddHeader {
+                name: (*name).to_string(),
+                value: value.clone(),
+            });
+        }
+    }
+    deletes.extend(adds);
+    deletes
 }
 
 /// Whether a header is one of ours (`X-Allowgate` or the `exchange` profile's).
@@ -102,10 +164,14 @@ impl Message {
             match self
                 .ours
                 .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .find(|h| h.name.eq_ignore_ascii_case(&name))
             {
-                Some((_, c)) => *c = c.saturating_add(1),
-                None => self.ours.push((name.clone(), 1)),
+                Some(h) => h.count = h.count.saturating_add(1),
+                None => self.ours.push(OurHeader {
+                    name: name.clone(),
+                    count: 1,
+                    first: (value.len() <= OUR_VALUE_BYTES).then(|| value.clone()),
+                }),
             }
         }
         let size = name.len() + value.len() + 4;
@@ -129,6 +195,8 @@ impl Message {
 /// One connection's state.
 #[derive(Debug, Default)]
 struct Session {
+    /// The protocol bits agreed with the MTA: which commands get no answer.
+    protocol: u32,
     client_ip: Option<IpAddr>,
     client_name: Option<Domain>,
     helo: Option<String>,
@@ -187,7 +255,9 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut decoder = Decoder::new(Limits::default());
     let mut session = Session::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Filled by `read_buf` into its spare capacity: a connection per SMTP session, and zeroing
+    // 64 KiB for each showed in the profile.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut out = Vec::with_capacity(1024);
     let idle = Duration::from_secs(settings.idle_timeout_s);
     loop {
@@ -196,7 +266,13 @@ async fn connection(
             match decoder.next_command() {
                 Ok(Some(command)) => {
                     let quit = matches!(command, Command::Quit);
-                    let responses = handle(shared, settings, &mut session, command);
+                    let answered = allowgate_milter::needs_reply(session.protocol, &command);
+                    let mut responses = handle(shared, settings, &mut session, command);
+                    if !answered {
+                        // The MTA reads no answer to this command (a "no reply" bit was
+                        // agreed); our answers there are only `continue`.
+                        responses.retain(|r| !matches!(r, Response::Continue));
+                    }
                     for r in &responses {
                         if let Err(e) = encode_response(r, &mut out) {
                             tracing::error!(%peer, error = %e, "milter response could not be encoded");
@@ -227,9 +303,20 @@ async fn connection(
             return;
         }
         tokio::select! {
-            r = tokio::time::timeout(idle, stream.read(&mut buf)) => match r {
+            r = tokio::time::timeout(idle, async {
+                buf.clear();
+                stream.read_buf(&mut buf).await
+            }) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => decoder.feed(&buf[..n]),
+                Ok(Ok(n)) => {
+                    // Acknowledge at once what arrived. With "no reply" agreed, Postfix
+                    // writes several packets in a row (headers, body, end of message) and
+                    // its Nagle algorithm holds each small one until the last is
+                    // acknowledged; a delayed acknowledgement (up to 40 ms) stalled every
+                    // message. Linux turns quick-ack mode off again by itself: set per read.
+                    let _ = rustix::net::sockopt::set_tcp_quickack(&stream, true);
+                    decoder.feed(&buf[..n]);
+                }
                 Err(_) => {
                     shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -250,7 +337,10 @@ fn handle(
 ) -> Vec<Response> {
     match command {
         Command::OptNeg(offer) => match allowgate_milter::negotiate(&offer) {
-            Ok(ours) => vec![Response::OptNeg(ours)],
+            Ok(ours) => {
+                session.protocol = ours.protocol;
+                vec![Response::OptNeg(ours)]
+            }
             Err(e) => {
                 // An MTA that cannot do what we need: say nothing it could misread.
                 tracing::warn!(error = %e, "milter negotiation failed");
@@ -330,7 +420,12 @@ fn handle(
         }
         Command::Data | Command::EndOfHeaders | Command::Unknown(_) => vec![Response::Continue],
         Command::Quit | Command::QuitNewConnection => {
-            *session = Session::default();
+            // A new SMTP session may follow on this connection; what was negotiated holds
+            // until the MTA negotiates again.
+            *session = Session {
+                protocol: session.protocol,
+                ..Session::default()
+            };
             Vec::new()
         }
     }
@@ -384,68 +479,62 @@ fn end_of_message(
 ) -> Vec<Response> {
     shared.metrics.request(RequestKind::EndOfMessage);
     let started = Instant::now();
-    let mut responses = Vec::new();
-    // Delete every header of our names that arrived (counted as they came, within the caps
-    // or not), the last occurrence first so that the indexes of the others do not move.
-    for (name, count) in &session.message.ours {
-        for index in (1..=*count).rev() {
-            responses.push(Response::ChangeHeader {
-                index,
-                name: name.clone(),
-                value: String::new(),
-            });
-        }
-    }
-    let raw = raw_message(&session.message);
+    let snapshot = shared.snapshot.load_full();
+    // Parsing the body is most of a message's cost: skip it when no entry looks at bodies.
+    let raw = raw_message(&session.message, snapshot.reads_body());
     let facts = MessageFacts::parse(&raw);
     let Some(mut ctx) = context(session, session.message.recipients.clone()) else {
-        // No client address: nothing to match; accept unchanged but for the forged headers.
+        // No client address: nothing to match; accept unchanged but for our headers, which
+        // only we may write.
+        let mut responses = header_edits(&session.message.ours, &[]);
         responses.push(Response::Continue);
         return responses;
     };
     ctx.message = Some(facts);
-    let snapshot = shared.snapshot.load_full();
     let results = CheckResults::new();
     let found = exemptions(&snapshot, &ctx);
     let decision = decide(&found, &results);
     let mut header = String::new();
     let _ = decision.write_header(&mut header);
     let status = decision.status();
-    let verdict = match decision.action() {
-        Action::Reject => Response::ReplyCode(format!("550 {}", settings.reject_text)),
-        Action::Defer => Response::ReplyCode("451 4.7.1 Greylisted, try again later".into()),
-        Action::Quarantine => {
-            responses.push(Response::AddHeader {
-                name: HEADER.into(),
-                value: header.clone(),
-            });
-            Response::Quarantine("quarantined by the recipient's mail policy".into())
-        }
+    // The refusals change no header: the message is not taken.
+    let (wanted, verdict): (Vec<(&str, String)>, Vec<Response>) = match decision.action() {
+        Action::Reject => (
+            Vec::new(),
+            vec![Response::ReplyCode(format!("550 {}", settings.reject_text))],
+        ),
+        Action::Defer => (
+            Vec::new(),
+            vec![Response::ReplyCode(
+                "451 4.7.1 Greylisted, try again later".into(),
+            )],
+        ),
+        Action::Quarantine => (
+            vec![(HEADER, header)],
+            vec![
+                Response::Quarantine("quarantined by the recipient's mail policy".into()),
+                Response::Continue,
+            ],
+        ),
         Action::Tag | Action::Accept => {
-            responses.push(Response::AddHeader {
-                name: HEADER.into(),
-                value: header.clone(),
-            });
+            let mut wanted = vec![(HEADER, header)];
             if settings.header_profile == HeaderProfile::Exchange {
                 let bypassed = decision.bypassed();
                 for (name, check, value) in EXCHANGE_HEADERS {
                     if bypassed.contains(check) {
-                        responses.push(Response::AddHeader {
-                            name: name.into(),
-                            value: value.into(),
-                        });
+                        wanted.push((name, value.to_string()));
                     }
                 }
             }
-            Response::Continue
+            (wanted, vec![Response::Continue])
         }
     };
-    if matches!(verdict, Response::Quarantine(_)) {
-        responses.push(verdict);
-        responses.push(Response::Continue);
+    let mut responses = if matches!(decision.action(), Action::Reject | Action::Defer) {
+        Vec::new()
     } else {
-        responses.push(verdict);
-    }
+        header_edits(&session.message.ours, &wanted)
+    };
+    responses.extend(verdict);
     shared.metrics.decision(status, started.elapsed());
     drop(found);
     shared.history.record(Event {
@@ -458,8 +547,8 @@ fn end_of_message(
     responses
 }
 
-/// The message as received: its headers and body, for the message parser.
-fn raw_message(message: &Message) -> Vec<u8> {
+/// The message as received, for the message parser: its headers, and its body when `body`.
+fn raw_message(message: &Message, body: bool) -> Vec<u8> {
     let mut raw = Vec::with_capacity(message.body.len() + 64 * message.headers.len());
     for (name, value) in &message.headers {
         raw.extend_from_slice(name.as_bytes());
@@ -468,6 +557,73 @@ fn raw_message(message: &Message) -> Vec<u8> {
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(&message.body);
+    if body {
+        raw.extend_from_slice(&message.body);
+    }
     raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrived(name: &str, count: u32, first: &str) -> OurHeader {
+        OurHeader {
+            name: name.into(),
+            count,
+            first: Some(first.into()),
+        }
+    }
+
+    fn del(name: &str, index: u32) -> Response {
+        Response::ChangeHeader {
+            index,
+            name: name.into(),
+            value: String::new(),
+        }
+    }
+
+    fn add(name: &str, value: &str) -> Response {
+        Response::AddHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn header_edits_leave_exactly_the_wanted_headers() {
+        let clean = "status=clean; bypass=spam; entries=2";
+        let scl = "X-MS-Exchange-Organization-SCL";
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Vec<OurHeader>, Vec<(&str, String)>, Vec<Response>)> = vec![
+            ("nothing arrived", vec![], vec![(HEADER, clean.into())], vec![add(HEADER, clean)]),
+            ("the policy server's header, the same", vec![arrived(HEADER, 1, clean)],
+                vec![(HEADER, clean.into())], vec![]),
+            ("the same after a space", vec![arrived(HEADER, 1, &format!(" {clean}"))],
+                vec![(HEADER, clean.into())], vec![]),
+            ("a forged or outdated one", vec![arrived(HEADER, 1, "status=clean; bypass=all")],
+                vec![(HEADER, clean.into())], vec![del(HEADER, 1), add(HEADER, clean)]),
+            ("one per recipient: all go, the last first",
+                vec![arrived(HEADER, 3, clean)], vec![(HEADER, clean.into())],
+                vec![del(HEADER, 3), del(HEADER, 2), del(HEADER, 1), add(HEADER, clean)]),
+            ("a value too long to keep is never taken as ours",
+                vec![OurHeader { name: HEADER.into(), count: 1, first: None }],
+                vec![(HEADER, clean.into())], vec![del(HEADER, 1), add(HEADER, clean)]),
+            ("a name in another case", vec![arrived("x-allowgate", 2, clean)],
+                vec![(HEADER, clean.into())],
+                vec![del("x-allowgate", 2), del("x-allowgate", 1), add(HEADER, clean)]),
+            ("a forged Exchange header we do not want",
+                vec![arrived(HEADER, 1, clean), arrived(scl, 1, "-1")],
+                vec![(HEADER, clean.into())], vec![del(scl, 1)]),
+            ("an Exchange header we want, and it arrived the same",
+                vec![arrived(scl, 1, "-1")], vec![(HEADER, clean.into()), (scl, "-1".into())],
+                vec![add(HEADER, clean)]),
+            ("nothing wanted: every copy goes",
+                vec![arrived(HEADER, 1, clean), arrived(scl, 2, "-1")], vec![],
+                vec![del(HEADER, 1), del(scl, 2), del(scl, 1)]),
+        ];
+        for (name, arrived, wanted, expected) in cases {
+            assert_eq!(header_edits(&arrived, &wanted), expected, "{name}");
+        }
+    }
 }
