@@ -590,12 +590,20 @@ mod tests {
         }
     }
 
+    /// (name, what arrived, what is wanted, the edits expected).
+    type EditCase = (
+        &'static str,
+        Vec<OurHeader>,
+        Vec<(&'static str, String)>,
+        Vec<Response>,
+    );
+
     #[test]
     fn header_edits_leave_exactly_the_wanted_headers() {
         let clean = "status=clean; bypass=spam; entries=2";
         let scl = "X-MS-Exchange-Organization-SCL";
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<OurHeader>, Vec<(&str, String)>, Vec<Response>)> = vec![
+        let cases: Vec<EditCase> = vec![
             ("nothing arrived", vec![], vec![(HEADER, clean.into())], vec![add(HEADER, clean)]),
             ("the policy server's header, the same", vec![arrived(HEADER, 1, clean)],
                 vec![(HEADER, clean.into())], vec![]),
