@@ -68,6 +68,8 @@ pub struct HistoryMetrics {
     pub dropped: AtomicU64,
     /// Batches that could not be written (the store failed); their records are lost.
     pub write_failures: AtomicU64,
+    /// Records the store would not keep even cut down (dropped alone, not with their batch).
+    pub invalid: AtomicU64,
 }
 
 /// The sending side, held by the listeners.
@@ -208,6 +210,18 @@ async fn write(
     batch: &mut Vec<HistoryRecord>,
     metrics: &HistoryMetrics,
 ) {
+    // A record the store would refuse is dropped alone (and counted), not with its batch.
+    batch.retain(|r| match r.validate() {
+        Ok(()) => true,
+        Err(e) => {
+            metrics.invalid.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, queue_id = r.queue_id.as_deref().unwrap_or("-"), "history record not kept");
+            false
+        }
+    });
+    if batch.is_empty() {
+        return;
+    }
     let n = batch.len() as u64;
     let result = match connect(store, source).await {
         Some(s) => s.record_history(batch).await.map_err(|e| e.to_string()),
@@ -225,11 +239,27 @@ async fn write(
     batch.clear();
 }
 
-/// The record of one decision: its whole explanation, rebuilt from its inputs.
+/// Recipients kept in a record; the rest are counted in a last item `(+N more)`.
+pub const RECORD_RECIPIENTS: usize = 100;
+/// Matched entries kept in a record when it is too big for the store otherwise.
+const RECORD_MATCHES: usize = 32;
+
+/// The record of one decision: its whole explanation, rebuilt from its inputs, cut to what
+/// the store keeps (a message with a thousand long recipient addresses must not make the
+/// store refuse the batch, and with it other messages' records).
 pub fn record(event: &Event, node: &str) -> HistoryRecord {
     let found = exemptions(&event.snapshot, &event.context);
     let verdict = decide(&found, &event.results).verdict();
-    from_verdict(&verdict, event, node)
+    let mut record = from_verdict(&verdict, event, node);
+    if record.recipients.len() > RECORD_RECIPIENTS {
+        let more = record.recipients.len() - RECORD_RECIPIENTS;
+        record.recipients.truncate(RECORD_RECIPIENTS);
+        record.recipients.push(format!("(+{more} more)"));
+    }
+    if record.validate().is_err() && record.matched.len() > RECORD_MATCHES {
+        record.matched.truncate(RECORD_MATCHES);
+    }
+    record
 }
 
 fn from_verdict(v: &Verdict, event: &Event, node: &str) -> HistoryRecord {
@@ -267,5 +297,53 @@ fn from_verdict(v: &Verdict, event: &Event, node: &str) -> HistoryRecord {
             .collect(),
         reason: v.reason(),
         revision: v.revision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allowgate_core::PolicyConfig;
+    use allowgate_types::EmailAddress;
+
+    /// A message to a thousand long addresses: its record is cut to what the store keeps, so
+    /// that it cannot make the store refuse the batch it is in.
+    #[test]
+    fn a_record_is_cut_to_what_the_store_keeps() {
+        let (snapshot, _) = Snapshot::compile(
+            1,
+            PolicyConfig::default(),
+            &[],
+            Vec::new(),
+            &Default::default(),
+        );
+        let recipients: Vec<EmailAddress> = (0..1000)
+            .map(|i| {
+                let (local, label) = ("r".repeat(60), "d".repeat(60));
+                EmailAddress::parse(&format!("{local}{i}@{label}.{label}.example.test")).unwrap()
+            })
+            .collect();
+        let context = Context::new(chrono::Utc::now(), "192.0.2.1".parse().unwrap(), recipients);
+        let event = Event {
+            snapshot: Arc::new(snapshot),
+            context,
+            results: CheckResults::new(),
+            queue_id: Some("4FJK2Q1xyz".into()),
+            stage: Stage::Message,
+        };
+        let full = from_verdict(
+            &decide(&exemptions(&event.snapshot, &event.context), &event.results).verdict(),
+            &event,
+            "gw1",
+        );
+        assert!(
+            full.validate().is_err(),
+            "the uncut record should be too big"
+        );
+        let r = record(&event, "gw1");
+        r.validate().unwrap();
+        assert_eq!(r.recipients.len(), RECORD_RECIPIENTS + 1);
+        assert_eq!(r.recipients.last().unwrap(), "(+900 more)");
+        assert!(r.recipients[0].starts_with("rrrr"));
     }
 }

@@ -233,6 +233,12 @@ impl Metrics {
                     "History batches the store refused or could not take (their records are lost).",
                     load(&m.write_failures),
                 ),
+                (
+                    "allowgate_history_invalid_total",
+                    "counter",
+                    "History records the store would not keep, dropped alone.",
+                    load(&m.invalid),
+                ),
             ] {
                 header(&mut out, name, kind, help);
                 let _ = writeln!(out, "{name} {value}");

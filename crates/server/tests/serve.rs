@@ -539,3 +539,53 @@ async fn read_and_idle_timeouts_are_kept_apart() {
     );
     running.shutdown().await;
 }
+
+/// Retention: records older than `history.retention_days` are deleted when the server starts
+/// (and hourly after); younger ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_retention_deletes_old_records_at_start() {
+    use allowgate_store::{HistoryFilter, HistoryRecord};
+    let env = env().await;
+    let record = |days: i64, ip: &str| HistoryRecord {
+        time: chrono::Utc::now() - chrono::Duration::days(days),
+        node: "gw1".into(),
+        queue_id: None,
+        tenant: None,
+        client_ip: ip.into(),
+        sender: None,
+        sender_source: None,
+        recipients: vec!["bob@example.test".into()],
+        status: "pass".into(),
+        action: "accept".into(),
+        stage: "message".into(),
+        bypassed: vec![],
+        matched: vec![],
+        checks: Default::default(),
+        reason: "Pass".into(),
+        revision: 1,
+    };
+    env.store
+        .record_history(&[record(40, "192.0.2.40"), record(10, "192.0.2.10")])
+        .await
+        .unwrap();
+    let mut config = env.config();
+    config.history.retention_days = 30;
+    let running = start(&env, config).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = env
+            .store
+            .history(&HistoryFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.client_ip)
+            .collect();
+        if left == ["192.0.2.10"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retention did not run: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
+}
