@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p allowgate-bench -- policy [--entries 100000] [--connections 100]
-//!     [--seconds 10] [--rate 5000] [--no-rspamd]
+//!     [--seconds 10] [--rate 5000] [--no-rspamd] [--soak SECONDS] [--server-threads N]
 //! ```
 //!
 //! The entries (the `decide` benchmark's IP entries: 85% allow, 10% block, 5% ignore, global)
@@ -44,6 +44,8 @@ struct Options {
     rate: u64,
     /// Run the rspamd baseline.
     rspamd: bool,
+    /// `runtime.worker_threads` of the server (0: one per core).
+    server_threads: usize,
     /// Instead of the runs, an open loop at `rate` for this many seconds, with the server's
     /// memory sampled.
     soak: Option<u64>,
@@ -56,6 +58,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         seconds: 10,
         rate: 5_000,
         rspamd: true,
+        server_threads: 0,
         soak: None,
     };
     let mut it = args.iter();
@@ -72,10 +75,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--seconds" => o.seconds = n as u64,
             "--rate" => o.rate = n as u64,
             "--soak" => o.soak = Some(n as u64),
+            "--server-threads" => o.server_threads = n,
             other => {
                 return Err(format!(
                     "unknown flag {other}\nusage: allowgate-bench policy [--entries 100000] \
-                     [--connections 100] [--seconds 10] [--rate 5000] [--no-rspamd] [--soak SECONDS]"
+                     [--connections 100] [--seconds 10] [--rate 5000] [--no-rspamd] [--soak SECONDS] [--server-threads N]"
                 ));
             }
         }
@@ -465,7 +469,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let store = Store::open(&url).await.map_err(|e| e.to_string())?;
         fill(&store, &entries).await?;
         store.close().await;
-        let server = tokio::task::block_in_place(|| Serve::start(&url, &[]))?;
+        let server =
+            tokio::task::block_in_place(|| Serve::start_with_threads(&url, o.server_threads, &dir))?;
         let addr = server.policy;
         let clients = clients(&entries, 50_000, 0xB01C_0002);
         let reqs = Arc::new(requests(&clients));
@@ -507,8 +512,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
 
         println!(
-            "### Policy server end to end ({} entries; the release `allowgate serve` and the load generator on the same 2 cores)\n",
-            o.entries
+            "### Policy server end to end ({} entries; the release `allowgate serve` ({}) and the load generator on the same 2 cores)\n",
+            o.entries,
+            if o.server_threads == 0 { "one worker thread per core".to_string() } else { format!("{} worker thread(s)", o.server_threads) }
         );
         println!(
             "| run | requests | errors | decisions/s | p50 µs | p99 µs | p99.9 µs | max µs | \

@@ -5,6 +5,7 @@
 //! cargo build --release -p allowgate -p allowgate-bench
 //! target/release/allowgate-bench postfix [--messages 2000] [--sessions 20] [--size 10240]
 //!     [--rounds 3] [--entries 100000] [--with both|policy|milter] [--no-noop] [--lean-macros]
+//!     [--server-threads N]
 //! ```
 //!
 //! One private Postfix on loopback (allowgate-testkit: the Debian package, smtp-sink behind
@@ -51,8 +52,10 @@ struct Options {
     milter: bool,
     /// Also run with the do-nothing policy service and milter (`noop.rs`).
     noop: bool,
-    /// Postfix sends only the macros allowgate reads (docs/postfix.md, "Fewer packets").
+    /// Postfix sends only the macros allowgate reads.
     lean_macros: bool,
+    /// `runtime.worker_threads` of allowgate (0: one per core).
+    server_threads: usize,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -66,6 +69,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         milter: true,
         noop: true,
         lean_macros: false,
+        server_threads: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -94,11 +98,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--size" => o.size = n,
             "--rounds" => o.rounds = n,
             "--entries" => o.entries = n,
+            "--server-threads" => o.server_threads = n,
             other => {
                 return Err(format!(
                     "unknown flag {other}\nusage: allowgate-bench postfix [--messages 2000] \
                      [--sessions 20] [--size 10240] [--rounds 3] [--entries 100000] \
-                     [--with both|policy|milter] [--no-noop] [--lean-macros]"
+                     [--with both|policy|milter] [--no-noop] [--lean-macros] [--server-threads N]"
                 ));
             }
         }
@@ -209,7 +214,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     })?;
     drop(runtime);
 
-    let serve = Serve::start(&db, &[])?;
+    let serve = Serve::start_with_threads(&db, o.server_threads, &dir)?;
     // The setup docs/postfix.md recommends: the policy service among the recipient
     // restrictions only (the test harness also asks it at END-OF-DATA).
     let mut config = PostfixConfig::default().with_main_cf("smtpd_end_of_data_restrictions", "");
@@ -280,7 +285,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         median(&rates)
     };
     println!(
-        "### Postfix with and without allowgate ({} messages of {} bytes, {} sessions, {} rounds, {} entries, {} macros)\n",
+        "### Postfix with and without allowgate ({} messages of {} bytes, {} sessions, {} rounds, {} entries, {} macros, allowgate worker threads: {})\n",
         o.messages,
         o.size,
         o.sessions,
@@ -290,6 +295,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "lean"
         } else {
             "Postfix's default"
+        },
+        if o.server_threads == 0 {
+            "one per core".to_string()
+        } else {
+            o.server_threads.to_string()
         }
     );
     let with_what = match (o.policy, o.milter) {

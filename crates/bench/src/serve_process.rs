@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,19 @@ pub struct Serve {
 }
 
 impl Serve {
+    /// Start it on `db` with `threads` worker threads (0: its default, one per core); wait
+    /// for its `listening` line.
+    pub fn start_with_threads(db: &str, threads: usize, dir: &Path) -> Result<Serve, String> {
+        if threads == 0 {
+            return Serve::start(db, &[]);
+        }
+        let config = dir.join("serve.toml");
+        std::fs::write(&config, format!("[runtime]\nworker_threads = {threads}\n"))
+            .map_err(|e| e.to_string())?;
+        let config = config.display().to_string();
+        Serve::start(db, &["--config", &config])
+    }
+
     /// Start it on `db` with `extra` arguments; wait for its `listening` line.
     pub fn start(db: &str, extra: &[&str]) -> Result<Serve, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -40,6 +40,18 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The async runtime.
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Threads that serve the listeners. Default 0: one per core. On a gateway whose cores
+    /// Postfix and the content filters keep busy, fewer threads wake each other less often
+    /// (BENCHMARKS.md measures 1 against one per core).
+    pub worker_threads: usize,
 }
 
 /// `[store]`.
@@ -333,9 +345,10 @@ impl Config {
                 "history" => value.try_into().map(|v| config.history = v),
                 "reload" => value.try_into().map(|v| config.reload = v),
                 "log" => value.try_into().map(|v| config.log = v),
+                "runtime" => value.try_into().map(|v| config.runtime = v),
                 other => {
                     problems.push(format!(
-                        "[{}]: unknown section; known: store, listen, policy, policy_server, milter, history, reload, log",
+                        "[{}]: unknown section; known: store, listen, policy, policy_server, milter, history, reload, log, runtime",
                         shown(other, 40)
                     ));
                     continue;
@@ -446,6 +459,9 @@ impl Config {
             problems.push(
                 "history.node: at most 64 characters, no spaces or control characters".into(),
             );
+        }
+        if self.runtime.worker_threads > 256 {
+            problems.push("runtime.worker_threads: at most 256 (0: one per core)".into());
         }
         if !(10..=60_000).contains(&self.reload.poll_interval_ms) {
             problems.push("reload.poll_interval_ms: must be between 10 and 60000".into());
