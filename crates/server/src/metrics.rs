@@ -42,6 +42,12 @@ pub struct Metrics {
     latency_count: AtomicU64,
     /// Open policy connections.
     pub open_connections: AtomicI64,
+    /// Milter connections closed for a protocol error.
+    pub milter_protocol_errors: AtomicU64,
+    /// Milter connections closed for idling.
+    pub milter_timeouts: AtomicU64,
+    /// Open milter connections.
+    pub milter_connections: AtomicI64,
     /// Snapshots compiled and swapped in after a change.
     pub reloads: AtomicU64,
     /// Reload attempts that failed (store unreachable, read error); the last snapshot is served.
@@ -173,6 +179,24 @@ impl Metrics {
                 self.open_connections.load(Ordering::Relaxed) as f64,
             ),
             (
+                "allowgate_milter_protocol_errors_total",
+                "counter",
+                "Milter connections closed for a protocol error.",
+                load(&self.milter_protocol_errors) as f64,
+            ),
+            (
+                "allowgate_milter_timeouts_total",
+                "counter",
+                "Milter connections closed for idling.",
+                load(&self.milter_timeouts) as f64,
+            ),
+            (
+                "allowgate_milter_connections",
+                "gauge",
+                "Open milter connections.",
+                self.milter_connections.load(Ordering::Relaxed) as f64,
+            ),
+            (
                 "allowgate_reloads_total",
                 "counter",
                 "Snapshots compiled and swapped in after a change.",
@@ -273,6 +297,6 @@ mod tests {
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 11);
+        assert_eq!(helps, 14);
     }
 }

@@ -231,7 +231,15 @@ pub async fn serve(
                 let settings = Arc::clone(&settings);
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
+                    shared
+                        .metrics
+                        .milter_connections
+                        .fetch_add(1, Ordering::Relaxed);
                     connection(stream, peer, &shared, &settings, shutdown).await;
+                    shared
+                        .metrics
+                        .milter_connections
+                        .fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 });
             }
@@ -288,7 +296,7 @@ async fn connection(
                 Err(e) => {
                     shared
                         .metrics
-                        .protocol_errors
+                        .milter_protocol_errors
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, error = %e, "milter protocol error; connection closed");
                     let _ = stream.write_all(&out).await;
@@ -318,7 +326,7 @@ async fn connection(
                     decoder.feed(&buf[..n]);
                 }
                 Err(_) => {
-                    shared.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.milter_timeouts.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             },

@@ -385,6 +385,20 @@ async fn milter_negotiates_and_closes_on_garbage() {
         .expect("not closed")
         .unwrap_or(0);
     assert_eq!(n, 0, "garbage got an answer");
+    let metrics = &running.shared().metrics;
+    assert_eq!(
+        metrics
+            .milter_protocol_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        metrics
+            .protocol_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a milter error counted as a policy one"
+    );
     // Negotiation as Postfix 3.7 offers it.
     let mut stream = TcpStream::connect(running.milter_addr()).await.unwrap();
     let mut out = Vec::new();
