@@ -25,6 +25,7 @@ pub mod config;
 pub mod evaluate;
 pub mod history;
 pub mod http;
+mod listener;
 pub mod metrics;
 pub mod milterd;
 pub mod policy;

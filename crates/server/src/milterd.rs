@@ -24,8 +24,7 @@ use allowgate_milter::{Command, Decoder, Limits, Response, encode_response, enve
 use allowgate_types::{CheckId, Domain, EmailAddress, SenderSource, parse_ip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::config::{HeaderProfile, MilterConfig};
 use crate::history::{Event, Stage};
@@ -208,49 +207,24 @@ pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     settings: Arc<MilterConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(settings.max_connections));
-    let mut connections = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        while connections.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared = Arc::clone(&shared);
-                let settings = Arc::clone(&settings);
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    shared
-                        .metrics
-                        .milter_connections
-                        .fetch_add(1, Ordering::Relaxed);
-                    connection(stream, peer, &shared, &settings, shutdown).await;
-                    shared
-                        .metrics
-                        .milter_connections
-                        .fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "milter: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    let max_connections = settings.max_connections;
+    let for_connections = Arc::clone(&shared);
+    crate::listener::accept_loop(
+        "milter",
+        listener,
+        max_connections,
+        shared,
+        |m| &m.milter_connections,
+        shutdown,
+        move |stream, peer, shutdown| {
+            let shared = Arc::clone(&for_connections);
+            let settings = Arc::clone(&settings);
+            async move { connection(stream, peer, &shared, &settings, shutdown).await }
+        },
+    )
+    .await;
 }
 
 async fn connection(

@@ -26,8 +26,7 @@ use allowgate_postfix::{
 use allowgate_types::{Domain, EmailAddress, parse_ip};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::config::{PolicyHistory, PolicyServerConfig};
 use crate::history::{Event, Stage};
@@ -52,51 +51,24 @@ pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     settings: Arc<PolicyServerConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(settings.max_connections));
-    let mut connections = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        // Reap finished connections so the set does not grow.
-        while connections.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared = Arc::clone(&shared);
-                let settings = Arc::clone(&settings);
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    shared
-                        .metrics
-                        .open_connections
-                        .fetch_add(1, Ordering::Relaxed);
-                    connection(stream, peer, &shared, &settings, shutdown).await;
-                    shared
-                        .metrics
-                        .open_connections
-                        .fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                tracing::warn!(error = %e, "policy server: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    let max_connections = settings.max_connections;
+    let for_connections = Arc::clone(&shared);
+    crate::listener::accept_loop(
+        "policy server",
+        listener,
+        max_connections,
+        shared,
+        |m| &m.open_connections,
+        shutdown,
+        move |stream, peer, shutdown| {
+            let shared = Arc::clone(&for_connections);
+            let settings = Arc::clone(&settings);
+            async move { connection(stream, peer, &shared, &settings, shutdown).await }
+        },
+    )
+    .await;
 }
 
 /// Serve one connection: requests in, replies out, until the peer closes, a timeout, a
