@@ -1127,12 +1127,16 @@ async fn audit(store: &Store, a: AuditArgs, out: &mut Out) -> Result<(), Failure
     }
     for r in records {
         let id = r.object_id.map(|i| format!(" #{i}")).unwrap_or_default();
+        // Users and tokens are not part of the policy: their changes have no revision.
+        let revision = r
+            .revision
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
         // Stored text is shown escaped: an old row cannot forge lines or move the cursor.
         outln!(
             out,
             "{}\trev {}\t{}\t{} {}{}",
             r.at.to_rfc3339(),
-            r.revision,
+            revision,
             Printable(&r.actor),
             Printable(&r.action),
             Printable(&r.object),
