@@ -22,7 +22,8 @@ use allowgate_server::evaluate::{EvaluateRequest, InvalidRequest};
 use allowgate_server::policy;
 use allowgate_store::{
     EntryFilter, ErrorKind, HistoryFilter, HistoryRecord, ImportError, ImportFamily, ImportFormat,
-    ImportMode, ImportRequest, Store, StoreError, StoreOptions,
+    ImportMode, ImportRequest, Role, Store, StoreError, StoreOptions, TokenId, TokenInfo,
+    TokenLabel, User, UserName,
 };
 use allowgate_types::{
     Actor, CheckGroup, CheckId, CheckSet, Domain, Entry, EntryId, EntryKind, EntrySpec, List,
@@ -81,6 +82,12 @@ enum Command {
     Audit(AuditArgs),
     /// Show the email history, newest first: why each message was delivered or not.
     History(HistoryArgs),
+    /// Manage the users who administer allowgate (roles admin, tenant-admin, viewer).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens (for `Authorization: Bearer …`).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Run the server: the Postfix policy server and the health/metrics listener, serving the
     /// store's entries and picking up every change within a second.
     Serve(ServeArgs),
@@ -134,9 +141,15 @@ impl Command {
             | Command::Check(_)
             | Command::Audit(_)
             | Command::History(_)
+            | Command::User(UserCommand::List { .. })
+            | Command::Token(TokenCommand::List { .. })
             | Command::Serve(_)
             | Command::Config(_) => false,
-            Command::Tenant(_) | Command::Entry(_) | Command::Import(_) => true,
+            Command::Tenant(_)
+            | Command::Entry(_)
+            | Command::Import(_)
+            | Command::User(_)
+            | Command::Token(_) => true,
         }
     }
 }
@@ -168,6 +181,61 @@ enum TenantCommand {
         /// Remove the tenant's entries with it.
         #[arg(long)]
         with_entries: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; prints a one-time password, shown only this once (the store keeps only a
+    /// hash of it).
+    Add {
+        /// The user name: 1 to 64 of a-z, 0-9, `.`, `_`, `@`, `-`, starting with a letter or
+        /// digit (upper case is lowered).
+        name: UserName,
+        /// admin (every tenant and the global entries; no --tenant), tenant-admin (one tenant;
+        /// needs --tenant) or viewer (read-only: one tenant, or every tenant without --tenant).
+        #[arg(long)]
+        role: Role,
+        /// The user's tenant.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        /// Print `{"user": {…}, "password": "…"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make an API token for a user: the token alone is printed on stdout, only this once
+    /// (the store keeps only a hash of it).
+    Add {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: UserName,
+        /// What the token is for (at most 64 printable characters).
+        #[arg(long)]
+        label: Option<TokenLabel>,
+    },
+    /// List API tokens (never the tokens themselves).
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<UserName>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token by id (as `token list` shows it).
+    Revoke {
+        /// The token id.
+        id: String,
     },
 }
 
@@ -732,6 +800,8 @@ async fn run(cli: Cli, out: &mut Out) -> Result<(), Failure> {
         Command::Check(args) => check(&store, args, out).await,
         Command::Audit(args) => audit(&store, args, out).await,
         Command::History(args) => history(&store, args, out).await,
+        Command::User(cmd) => user(&store, cmd, &actor, out).await,
+        Command::Token(cmd) => token(&store, cmd, &actor, out).await,
         Command::Serve(_) | Command::Config(_) => Ok(()),
     };
     store.close().await;
@@ -1127,12 +1197,16 @@ async fn audit(store: &Store, a: AuditArgs, out: &mut Out) -> Result<(), Failure
     }
     for r in records {
         let id = r.object_id.map(|i| format!(" #{i}")).unwrap_or_default();
+        // Users and tokens are not part of the policy: their changes have no revision.
+        let revision = r
+            .revision
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
         // Stored text is shown escaped: an old row cannot forge lines or move the cursor.
         outln!(
             out,
             "{}\trev {}\t{}\t{} {}{}",
             r.at.to_rfc3339(),
-            r.revision,
+            revision,
             Printable(&r.actor),
             Printable(&r.action),
             Printable(&r.object),
@@ -1140,6 +1214,156 @@ async fn audit(store: &Store, a: AuditArgs, out: &mut Out) -> Result<(), Failure
         );
     }
     Ok(())
+}
+
+async fn user(
+    store: &Store,
+    cmd: UserCommand,
+    actor: &Actor,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            tenant,
+            json,
+        } => {
+            let (user, password) = store.add_user(&name, role, tenant.as_ref(), actor).await?;
+            if json {
+                let v = serde_json::json!({ "user": user, "password": password.as_str() });
+                print_json(out, &v)?;
+            } else {
+                let tenant = user
+                    .tenant
+                    .as_ref()
+                    .map(|t| format!(", tenant {t}"))
+                    .unwrap_or_default();
+                outln!(out, "added user {} (role {}{tenant})", user.name, user.role);
+                outln!(out, "one-time password: {}", password.as_str());
+            }
+            err_line(format_args!(
+                "the password is shown only now: allowgate keeps only a hash of it"
+            ));
+        }
+        UserCommand::List { json } => {
+            let users = store.list_users().await?;
+            if json {
+                return print_json(out, &users);
+            }
+            for u in &users {
+                outln!(out, "{}", user_line(u));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A user in one line: name, role, tenant (`-` for none), when and by whom it was added, and
+/// whether it is disabled or locked.
+fn user_line(u: &User) -> String {
+    let tenant = u
+        .tenant
+        .as_ref()
+        .map_or("-".to_string(), ToString::to_string);
+    let mut line = format!(
+        "{}\t{}\t{tenant}\tadded {} by {}",
+        u.name,
+        u.role,
+        history_time(u.created_at),
+        Printable(&u.created_by)
+    );
+    if u.disabled {
+        line.push_str("\tdisabled");
+    }
+    if let Some(t) = u.locked_until.filter(|t| *t > Utc::now()) {
+        line.push_str(&format!("\tlocked until {}", history_time(t)));
+    }
+    line
+}
+
+async fn token(
+    store: &Store,
+    cmd: TokenCommand,
+    actor: &Actor,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    match cmd {
+        TokenCommand::Add { user, label } => {
+            let (info, token) = store.add_token(&user, label.as_ref(), actor).await?;
+            // stdout holds the token and nothing else: `TOKEN=$(allowgate token add …)`.
+            outln!(out, "{}", token.as_str());
+            err_line(format_args!(
+                "added token {} for user {}{}; it is shown only now: allowgate keeps only a hash \
+                 of it",
+                info.id,
+                info.user,
+                label_text(&info)
+            ));
+        }
+        TokenCommand::List { user, json } => {
+            let tokens = store.list_tokens(user.as_ref()).await?;
+            if json {
+                return print_json(out, &tokens);
+            }
+            for t in &tokens {
+                outln!(out, "{}", token_line(t));
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let id = parse_token_id(&id)?;
+            let info = store.revoke_token(id, actor).await?;
+            outln!(
+                out,
+                "revoked token {} of user {}{}",
+                info.id,
+                info.user,
+                label_text(&info)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// ` (label …)`, escaped, or nothing.
+fn label_text(t: &TokenInfo) -> String {
+    t.label
+        .as_ref()
+        .map(|l| format!(" (label {})", Printable(l.as_str())))
+        .unwrap_or_default()
+}
+
+/// A token in one line: id, user, label (`-` for none), when and by whom it was made, its
+/// last use, and whether it is revoked.
+fn token_line(t: &TokenInfo) -> String {
+    let label = t
+        .label
+        .as_ref()
+        .map_or("-".to_string(), |l| Printable(l.as_str()).to_string());
+    let used = t.last_used_at.map_or("never used".to_string(), |u| {
+        format!("last used {}", history_time(u))
+    });
+    let state = t.revoked_at.map_or("active".to_string(), |r| {
+        format!("revoked {}", history_time(r))
+    });
+    format!(
+        "{}\t{}\t{label}\tadded {} by {}\t{used}\t{state}",
+        t.id,
+        t.user,
+        history_time(t.created_at),
+        Printable(&t.created_by)
+    )
+}
+
+/// A token id as typed: `3` or `#3`.
+fn parse_token_id(id: &str) -> Result<TokenId, Failure> {
+    let n: i64 = id.trim().trim_start_matches('#').parse().map_err(|_| {
+        invalid(format!(
+            "`{}` is not a token id (a number, as `token list` shows)",
+            allowgate_types::shown(id, 40)
+        ))
+    })?;
+    Ok(TokenId(n))
 }
 
 /// A time as history prints it: `2026-12-01T08:00:00Z` (fractions of a second only when

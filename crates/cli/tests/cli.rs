@@ -1812,3 +1812,256 @@ fn history_statuses_and_actions_are_the_engines() {
     let names: Vec<&str> = actions.into_iter().map(action_listed).collect();
     assert_eq!(names, HISTORY_ACTIONS);
 }
+
+// ---------------------------------------------------------------------------------------------
+// users and API tokens: what the commands print is checked against the store itself.
+
+impl Gate {
+    /// Run `work` on this gate's database through the store's API.
+    fn with_store<T>(&self, work: impl AsyncFnOnce(&allowgate_store::Store) -> T) -> T {
+        let url = self.url();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let store = allowgate_store::Store::open(&url).await.unwrap();
+                let result = work(&store).await;
+                store.close().await;
+                result
+            })
+    }
+
+    /// The user `name` authenticates with `password`.
+    fn password_works(&self, name: &str, password: &str) -> bool {
+        self.with_store(async |s| s.verify_password(name, password).await.is_ok())
+    }
+
+    /// The user `token` authenticates as, if any.
+    fn token_user(&self, token: &str) -> Option<String> {
+        self.with_store(async |s| {
+            s.authenticate_token(token)
+                .await
+                .ok()
+                .map(|u| u.name.to_string())
+        })
+    }
+}
+
+/// `one-time password: …` out of `user add`'s output, which must be exactly two lines.
+fn one_time_password(stdout: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    lines[1]
+        .strip_prefix("one-time password: ")
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn user_add_then_token_add_prints_one_line_the_store_accepts() {
+    let g = Gate::new();
+    g.ok(&["tenant", "add", "acme", "--domain", "acme.example"]);
+
+    let out = g.run(&[
+        "user",
+        "add",
+        "Bob",
+        "--role",
+        "tenant-admin",
+        "--tenant",
+        "acme",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        stdout.starts_with("added user bob (role tenant-admin, tenant acme)\n"),
+        "{stdout}"
+    );
+    let password = one_time_password(&stdout);
+    assert_eq!(password.len(), 24);
+    assert!(stderr(&out).contains("shown only now"), "{}", stderr(&out));
+    assert!(g.password_works("bob", &password));
+    assert!(!g.password_works("bob", "not the password"));
+
+    // --json: one object with the user and the password.
+    let v: Value =
+        serde_json::from_str(&g.ok(&["user", "add", "carol", "--role", "viewer", "--json"]))
+            .unwrap();
+    assert_eq!(v["user"]["name"], "carol");
+    assert_eq!(v["user"]["role"], "viewer");
+    assert_eq!(v["user"]["tenant"], Value::Null);
+    assert_eq!(v["user"]["created_by"], "cli:test");
+    assert!(v["user"].get("password_hash").is_none());
+    assert!(g.password_works("carol", v["password"].as_str().unwrap()));
+    let admin = one_time_password(&g.ok(&["user", "add", "root", "--role", "admin"]));
+    assert!(g.password_works("root", &admin));
+
+    // token add: the token alone, one line, on stdout; everything else on stderr.
+    let out = g.run(&["token", "add", "--user", "BOB", "--label", "deploy bot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let token = stdout
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("{stdout:?}"));
+    assert!(!token.contains('\n') && !token.contains(' '), "{stdout:?}");
+    assert!(token.starts_with("ag_") && token.len() == 46, "{token}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("token 1 for user bob (label deploy bot)") && !err.contains(token),
+        "{err}"
+    );
+    assert_eq!(g.token_user(token), Some("bob".into()));
+    let second = g.ok(&["token", "add", "--user", "carol"]);
+    assert_eq!(second.lines().count(), 1);
+    assert_eq!(g.token_user(second.trim_end()), Some("carol".into()));
+
+    // Lists, without secrets.
+    let users: Value = serde_json::from_str(&g.ok(&["user", "list", "--json"])).unwrap();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bob", "carol", "root"]);
+    let text = g.ok(&["user", "list"]);
+    assert!(
+        text.starts_with("bob\ttenant-admin\tacme\tadded "),
+        "{text}"
+    );
+    assert!(text.contains("\ncarol\tviewer\t-\tadded "), "{text}");
+    let tokens = g.ok(&["token", "list"]);
+    assert_eq!(tokens.lines().count(), 2, "{tokens}");
+    assert!(
+        tokens.starts_with("1\tbob\tdeploy bot\tadded ")
+            && tokens.lines().next().unwrap().ends_with("\tactive"),
+        "{tokens}"
+    );
+    let bob_tokens: Value =
+        serde_json::from_str(&g.ok(&["token", "list", "--user", "bob", "--json"])).unwrap();
+    assert_eq!(bob_tokens.as_array().unwrap().len(), 1);
+    assert_eq!(bob_tokens[0]["label"], "deploy bot");
+    assert_ne!(bob_tokens[0]["last_used_at"], Value::Null, "used above");
+
+    // Revoked: refused from then on; a second revoke is refused.
+    assert_eq!(
+        g.ok(&["token", "revoke", "1"]),
+        "revoked token 1 of user bob (label deploy bot)\n"
+    );
+    assert_eq!(g.token_user(token), None);
+    assert_eq!(g.token_user(second.trim_end()), Some("carol".into()));
+    let out = g.run(&["token", "revoke", "#1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("revoked already") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        g.ok(&["token", "list"])
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\trevoked ")
+    );
+
+    // Every change audited with its actor, without a revision, and without a secret.
+    let audit = g.ok(&["audit"]);
+    let lines: Vec<&str> = audit.lines().collect();
+    assert!(
+        lines[0].ends_with("\trev -\tcli:test\trevoke token #1"),
+        "{audit}"
+    );
+    assert!(
+        lines[1].ends_with("\trev -\tcli:test\tadd token #2"),
+        "{audit}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("\trev -\tcli:test\tadd user #1"))
+    );
+    let json = g.ok(&["audit", "--json"]);
+    for secret in [password.as_str(), admin.as_str(), token, second.trim_end()] {
+        assert!(!json.contains(secret));
+    }
+    assert!(!json.contains("$argon2"));
+}
+
+#[test]
+fn bad_users_and_tokens_exit_2_with_the_reason_and_change_nothing() {
+    let g = Gate::new();
+    g.ok(&["tenant", "add", "acme", "--domain", "acme.example"]);
+    g.ok(&["user", "add", "alice", "--role", "admin"]);
+    let before = sha(&g.db_path());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["user", "add", "x", "--role", "admin", "--tenant", "acme"],
+            "role admin cannot have a tenant",
+        ),
+        (
+            &["user", "add", "x", "--role", "tenant-admin"],
+            "role tenant-admin needs a tenant",
+        ),
+        (
+            &[
+                "user",
+                "add",
+                "x",
+                "--role",
+                "tenant-admin",
+                "--tenant",
+                "nobody",
+            ],
+            "unknown tenant `nobody`",
+        ),
+        (
+            &["user", "add", "x", "--role", "viewer", "--tenant", "nobody"],
+            "unknown tenant `nobody`",
+        ),
+        (
+            &["user", "add", "x", "--role", "root"],
+            "unknown role `root`",
+        ),
+        (
+            &["user", "add", "x", "--role", "Admin"],
+            "unknown role `Admin`",
+        ),
+        (
+            &["user", "add", "bob smith", "--role", "viewer"],
+            "invalid user name `bob smith`",
+        ),
+        (
+            &["user", "add", "ALICE", "--role", "viewer"],
+            "user `alice` already exists",
+        ),
+        (&["token", "add", "--user", "nobody"], "no user `nobody`"),
+        (
+            &["token", "add", "--user", "alice", "--label", "a\u{1b}[2Jb"],
+            "invalid token label",
+        ),
+        (&["token", "revoke", "7"], "no token 7"),
+        (&["token", "revoke", "seven"], "not a token id"),
+    ];
+    for (args, reason) in cases {
+        let out = g.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+        assert!(!err.contains('\u{1b}'), "{args:?}: {err:?}");
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
+    }
+    assert!(
+        sha(&g.db_path()) == before,
+        "a refused command changed the database"
+    );
+    // Reading commands refuse without saying they changed nothing.
+    let out = g.run(&["token", "list", "--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,9 +1,11 @@
 //! Errors of the store and of imports.
 
 use allowgate_types::{EntryId, List, Scope};
+use chrono::{DateTime, Utc};
 
 use crate::import::ImportFamily;
 use crate::report::{ImportProblems, Lines};
+use crate::users::{Role, TokenId};
 
 /// What kind of failure a [`StoreError`] is: what a caller can do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -16,11 +18,12 @@ pub enum ErrorKind {
     /// Another change held the write lock past the busy timeout; retrying later will work.
     Busy,
     /// The change contradicts what is stored: a duplicate entry, a tenant that exists, a
-    /// domain another tenant owns, a tenant that still has entries.
+    /// domain another tenant owns, a tenant that still has entries or users, a user that
+    /// exists, a token revoked already, a cap on users or tokens reached.
     Conflict,
     /// The request itself is wrong: an unknown tenant in a scope, a bad database URL, …
     InvalidInput,
-    /// The entry, tenant or domain the change is about does not exist.
+    /// The entry, tenant, domain, user or token the change is about does not exist.
     NotFound,
     /// Stored data does not validate any more (a row edited by hand, a damaged file).
     Corrupt,
@@ -142,6 +145,95 @@ pub enum StoreError {
         /// How many entries it has.
         entries: u64,
     },
+    /// A tenant to remove still has users.
+    #[error("tenant `{name}` has {count} users ({names}); a tenant with users cannot be removed")]
+    TenantHasUsers {
+        /// The tenant name.
+        name: String,
+        /// How many users it has.
+        count: u64,
+        /// The first few of their names, comma-separated.
+        names: String,
+    },
+    /// A user name that is not valid.
+    #[error("invalid user name `{input}`: {reason}")]
+    InvalidUserName {
+        /// The name as given (printable, shortened).
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A role that does not exist.
+    #[error("unknown role `{input}`; use admin, tenant-admin or viewer")]
+    InvalidRole {
+        /// The role as given (printable, shortened).
+        input: String,
+    },
+    /// A role and a tenant that do not go together.
+    #[error("role {role} {reason}")]
+    RoleTenant {
+        /// The role.
+        role: Role,
+        /// Why, and what to do.
+        reason: &'static str,
+    },
+    /// A token label that is not valid.
+    #[error("invalid token label: {reason}")]
+    InvalidTokenLabel {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A user with this name exists already.
+    #[error("user `{name}` already exists")]
+    UserExists {
+        /// The user name.
+        name: String,
+    },
+    /// No user with this name.
+    #[error("no user `{name}`")]
+    UserNotFound {
+        /// The user name.
+        name: String,
+    },
+    /// The store holds as many users as it may.
+    #[error("there are {max} users already, the most a store holds", max = crate::users::MAX_USERS)]
+    TooManyUsers,
+    /// A user holds as many valid tokens as it may.
+    #[error(
+        "user `{user}` has {max} tokens that are not revoked, the most one user holds; revoke \
+         one first",
+        max = crate::users::MAX_ACTIVE_TOKENS
+    )]
+    TooManyTokens {
+        /// The user name.
+        user: String,
+    },
+    /// No API token with this id.
+    #[error("no token {id}")]
+    TokenNotFound {
+        /// The id asked for.
+        id: TokenId,
+    },
+    /// An API token to revoke was revoked already.
+    #[error(
+        "token {id} was revoked already, at {}",
+        .at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    TokenAlreadyRevoked {
+        /// The token's id.
+        id: TokenId,
+        /// When it was revoked.
+        at: DateTime<Utc>,
+    },
+    /// Random numbers or a password hash could not be made (a broken system, or a bug). The
+    /// reason never holds a secret.
+    #[error("{what}: {reason}")]
+    Crypto {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A history batch holds more records than one transaction takes.
     #[error(
         "a history batch of {records} records; at most {max} are written at once",
@@ -170,7 +262,8 @@ pub enum StoreError {
     /// A stored row does not validate any more.
     #[error("corrupt {table} row {id}: {reason}")]
     Corrupt {
-        /// The table (`entries`, `tenants`, `tenant_domains`, `audit`, `history`, `entry_hits`).
+        /// The table (`entries`, `tenants`, `tenant_domains`, `audit`, `history`, `entry_hits`,
+        /// `users`, `api_tokens`).
         table: &'static str,
         /// The id of the row (the domain's tenant id for `tenant_domains`).
         id: i64,
@@ -227,16 +320,29 @@ impl StoreError {
             | StoreError::UnknownTenant { .. }
             | StoreError::HistoryBatchTooLarge { .. }
             | StoreError::InvalidHistoryRecord { .. }
-            | StoreError::InvalidHistoryFilter { .. } => ErrorKind::InvalidInput,
+            | StoreError::InvalidHistoryFilter { .. }
+            | StoreError::InvalidUserName { .. }
+            | StoreError::InvalidRole { .. }
+            | StoreError::RoleTenant { .. }
+            | StoreError::InvalidTokenLabel { .. } => ErrorKind::InvalidInput,
             StoreError::Duplicate { .. }
             | StoreError::TenantExists { .. }
             | StoreError::DomainTaken { .. }
-            | StoreError::TenantHasEntries { .. } => ErrorKind::Conflict,
+            | StoreError::TenantHasEntries { .. }
+            | StoreError::TenantHasUsers { .. }
+            | StoreError::UserExists { .. }
+            | StoreError::TooManyUsers
+            | StoreError::TooManyTokens { .. }
+            | StoreError::TokenAlreadyRevoked { .. } => ErrorKind::Conflict,
             StoreError::NotFound { .. }
             | StoreError::TenantNotFound { .. }
-            | StoreError::DomainNotOwned { .. } => ErrorKind::NotFound,
+            | StoreError::DomainNotOwned { .. }
+            | StoreError::UserNotFound { .. }
+            | StoreError::TokenNotFound { .. } => ErrorKind::NotFound,
             StoreError::Corrupt { .. } => ErrorKind::Corrupt,
-            StoreError::Encode { .. } | StoreError::Export { .. } => ErrorKind::Internal,
+            StoreError::Encode { .. } | StoreError::Export { .. } | StoreError::Crypto { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Storage of allowgate: tenants and their domains, list entries, configuration revisions and
 //! the audit log; import and export of entries; the email history and per-entry hit counts
-//! ([`history`]).
+//! ([`history`]); the users who administer allowgate and their API tokens ([`users`]).
 //!
 //! The store runs over SQLite (the embedded default; a PostgreSQL backend for fleets will sit
 //! behind the same API — `src/backend/mod.rs` says how backends plug in). Every
@@ -40,6 +40,7 @@ pub mod history;
 pub mod import;
 mod record;
 mod report;
+pub mod users;
 
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ pub use import::{
 };
 pub use record::entry_to_json;
 pub use report::{ImportProblems, LineReport, LineUnit, Lines};
+pub use users::{
+    ApiToken, AuthError, DenyReason, OneTimePassword, Role, TokenId, TokenInfo, TokenLabel, User,
+    UserId, UserName,
+};
 
 /// How long a change waits for another change to finish by default.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,22 +130,23 @@ pub struct TenantRemoval {
     pub revision: i64,
 }
 
-/// One row of the audit log: one changed entry or tenant.
+/// One row of the audit log: one changed entry, tenant, user or API token.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuditRecord {
     /// Its id (increasing).
     pub id: i64,
-    /// The revision the change created.
-    pub revision: i64,
+    /// The revision the change created; `None` for users and tokens, which are not part of
+    /// the policy and create no revision.
+    pub revision: Option<i64>,
     /// When.
     pub at: DateTime<Utc>,
     /// Who.
     pub actor: String,
-    /// `add`, `remove` or (tenants) `update`.
+    /// `add`, `remove`, (tenants) `update` or (tokens) `revoke`.
     pub action: String,
-    /// `entry` or `tenant`.
+    /// `entry`, `tenant`, `user` or `token`.
     pub object: String,
-    /// The id of the entry or tenant.
+    /// The id of the entry, tenant, user or token.
     pub object_id: Option<i64>,
     /// The object before the change (JSON), `None` when it was added.
     pub before: Option<serde_json::Value>,
@@ -254,7 +260,8 @@ impl Store {
 
     /// Remove a tenant and its domains. A tenant with entries is refused
     /// ([`StoreError::TenantHasEntries`]) unless `with_entries`, which removes them too, each
-    /// with its own audit row. One revision.
+    /// with its own audit row; a tenant with users is refused ([`StoreError::TenantHasUsers`]).
+    /// One revision.
     pub async fn remove_tenant(
         &self,
         name: &TenantName,
@@ -354,6 +361,71 @@ impl Store {
     /// if it never did. Purging history leaves the counts alone.
     pub async fn entry_hits(&self, id: EntryId) -> Result<Option<EntryHits>, StoreError> {
         on_backend!(self, ops => ops.entry_hits(id).await)
+    }
+
+    /// Add a user with a generated password, returned once ([`OneTimePassword`]; the store
+    /// keeps only its Argon2id hash, and the user must change it at first login). `role` and
+    /// `tenant` must go together ([`StoreError::RoleTenant`]: an admin has no tenant, a
+    /// tenant-admin has one), the tenant must exist ([`StoreError::UnknownTenant`]) and the name
+    /// be free ([`StoreError::UserExists`]); at most [`users::MAX_USERS`] users. One audit row
+    /// (`add user`, without the password or its hash); no revision.
+    pub async fn add_user(
+        &self,
+        name: &UserName,
+        role: Role,
+        tenant: Option<&TenantName>,
+        actor: &Actor,
+    ) -> Result<(User, OneTimePassword), StoreError> {
+        on_backend!(self, ops => ops.add_user(name, role, tenant, actor).await)
+    }
+
+    /// The user `name` (as typed: normalised here) if `password` is theirs and they may log in
+    /// (not disabled, not locked out); otherwise [`AuthError::Denied`], the same error for every
+    /// reason. One Argon2 verification is made whether the user exists or not, so the time of
+    /// a refusal does not tell either; the comparison is the `argon2` crate's, in constant time.
+    /// Nothing is written (counting failed logins comes with the login page).
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<User, AuthError> {
+        on_backend!(self, ops => ops.verify_password(name, password).await)
+    }
+
+    /// Make an API token for `user`, returned once ([`ApiToken`]; the store keeps only its
+    /// SHA-256). Fails for an unknown user ([`StoreError::UserNotFound`]) or one that holds
+    /// [`users::MAX_ACTIVE_TOKENS`] tokens not revoked ([`StoreError::TooManyTokens`]). One
+    /// audit row (`add token`, with the user and label, never the token); no revision.
+    pub async fn add_token(
+        &self,
+        user: &UserName,
+        label: Option<&TokenLabel>,
+        actor: &Actor,
+    ) -> Result<(TokenInfo, ApiToken), StoreError> {
+        on_backend!(self, ops => ops.add_token(user, label, actor).await)
+    }
+
+    /// The user a token acts as, if it is a token, not revoked, of a user not disabled;
+    /// otherwise [`AuthError::Denied`]. Text that cannot be a token is refused without a
+    /// lookup. Records the use in `last_used_at` when the last one recorded is a minute old or
+    /// more ([`users::LAST_USED_RESOLUTION`]); when another change holds the write lock past
+    /// the busy timeout, that record is skipped rather than the caller refused.
+    pub async fn authenticate_token(&self, token: &str) -> Result<User, AuthError> {
+        on_backend!(self, ops => ops.authenticate_token(token).await)
+    }
+
+    /// Revoke a token; returns it as it is now. [`StoreError::TokenNotFound`] if there is no
+    /// such token, [`StoreError::TokenAlreadyRevoked`] if it was revoked before. One audit row
+    /// (`revoke token`); no revision.
+    pub async fn revoke_token(&self, id: TokenId, actor: &Actor) -> Result<TokenInfo, StoreError> {
+        on_backend!(self, ops => ops.revoke_token(id, actor).await)
+    }
+
+    /// Every user, by name.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        on_backend!(self, ops => ops.list_users().await)
+    }
+
+    /// Every API token (revoked ones too), or those of one user ([`StoreError::UserNotFound`]
+    /// if there is none by that name), by id. Never a token or its hash.
+    pub async fn list_tokens(&self, user: Option<&UserName>) -> Result<Vec<TokenInfo>, StoreError> {
+        on_backend!(self, ops => ops.list_tokens(user).await)
     }
 
     /// Export the entries selected by `filter` (ordered by id) in `format`.

@@ -50,6 +50,14 @@ macro_rules! behaviour_tests {
                 history::an_empty_history_batch_changes_nothing,
                 history::a_bad_history_record_refuses_the_whole_batch,
                 history::history_batches_and_admin_changes_interleave,
+                users::users_are_added_listed_and_their_passwords_verified,
+                users::bad_user_and_token_requests_are_refused_and_change_nothing,
+                users::passwords_and_tokens_are_never_stored_in_clear,
+                users::tokens_authenticate_until_revoked,
+                users::a_locked_users_password_is_refused,
+                users::a_tenant_with_users_cannot_be_removed,
+                users::users_and_active_tokens_are_capped,
+                users::an_unknown_user_costs_as_much_to_refuse_as_a_wrong_password,
             );
         }
     };
@@ -128,6 +136,61 @@ mod sqlite_files {
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     }
 
+    /// A database of schema version 3 (before users) keeps its audit log when it is upgraded:
+    /// every row, and ids that keep growing where they were, also past a row that was deleted
+    /// (the audit table is rebuilt with its AUTOINCREMENT counter).
+    #[tokio::test]
+    async fn upgrading_a_version_3_database_keeps_its_audit_log() {
+        use sqlx::Connection;
+        let db = SqliteFiles.fresh();
+        let old = tempfile::tempdir().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        for file in [
+            "0001_init.sql",
+            "0002_history.sql",
+            "0003_history_stage.sql",
+        ] {
+            std::fs::copy(format!("{dir}/{file}"), old.path().join(file)).unwrap();
+        }
+        let migrator = sqlx::migrate::Migrator::new(old.path()).await.unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db.path.as_deref().unwrap())
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        migrator.run(&mut conn).await.unwrap();
+        for sql in [
+            "INSERT INTO revisions (created_at, actor, summary)              VALUES ('2026-01-01T00:00:00+00:00', 'cli:a', 'add tenant acme')",
+            "INSERT INTO audit (revision_id, at, actor, action, object, object_id, after)              VALUES (1, '2026-01-01T00:00:00+00:00', 'cli:a', 'add', 'tenant', 1, '{\"name\":\"acme\"}')",
+            "INSERT INTO audit (revision_id, at, actor, action, object, object_id, after)              VALUES (1, '2026-01-01T00:00:00+00:00', 'cli:a', 'add', 'entry', 7, '{}')",
+            "DELETE FROM audit WHERE id = 2",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+
+        let store = open(&db).await;
+        let audit = store.audit(10).await.unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].id, audit[0].revision, audit[0].object.as_str()),
+            (1, Some(1), "tenant")
+        );
+        assert_eq!(audit[0].after.as_ref().unwrap()["name"], "acme");
+        let name = allowgate_store::UserName::parse("alice").unwrap();
+        store
+            .add_user(&name, allowgate_store::Role::Admin, None, &actor("b"))
+            .await
+            .unwrap();
+        let audit = store.audit(10).await.unwrap();
+        assert_eq!(
+            (audit[0].id, audit[0].revision, audit[0].object.as_str()),
+            (3, None, "user")
+        );
+        store.close().await;
+    }
+
     /// The store's futures can be spawned on a multi-threaded runtime (the server does that).
     #[test]
     fn futures_are_send() {
@@ -157,6 +220,19 @@ mod sqlite_files {
             assert_send(&batch);
             let purge = store.purge_history(chrono::Utc::now());
             assert_send(&purge);
+            let name = allowgate_store::UserName::parse("alice").unwrap();
+            let add_user = store.add_user(&name, allowgate_store::Role::Admin, None, &a);
+            assert_send(&add_user);
+            let verify = store.verify_password("alice", "x");
+            assert_send(&verify);
+            let add_token = store.add_token(&name, None, &a);
+            assert_send(&add_token);
+            let authenticate = store.authenticate_token("ag_x");
+            assert_send(&authenticate);
+            let revoke = store.revoke_token(allowgate_store::TokenId(1), &a);
+            assert_send(&revoke);
+            let tokens = store.list_tokens(None);
+            assert_send(&tokens);
             import.await.unwrap();
         };
         assert_send(&whole);

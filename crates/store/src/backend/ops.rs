@@ -15,6 +15,10 @@ use crate::history::{
 };
 use crate::import::{self, ImportMode, ImportReport, ImportRequest};
 use crate::record::{ENTRY_COLUMNS, EntryRow};
+use crate::users::{
+    self, ApiToken, AuthError, DenyReason, OneTimePassword, Role, TokenId, TokenInfo, TokenLabel,
+    User, UserId, UserName,
+};
 use crate::{AuditRecord, EntryFilter, Policy, TenantRemoval, UnreadableEntry, now};
 
 type Conn = <Db as sqlx::Database>::Connection;
@@ -28,7 +32,7 @@ pub(crate) struct Ops {
 #[derive(sqlx::FromRow)]
 struct AuditDbRow {
     id: i64,
-    revision_id: i64,
+    revision_id: Option<i64>,
     at: DateTime<Utc>,
     actor: String,
     action: String,
@@ -205,6 +209,29 @@ impl Ops {
             .fetch_one(&mut *tx)
             .await?;
         let entries = u64::try_from(entries).unwrap_or(0);
+        // Users of a tenant are never removed or left without it behind an admin's back (a
+        // viewer without a tenant sees every tenant); the foreign key would refuse it anyway.
+        let user_names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM users WHERE tenant_id = $1 ORDER BY name LIMIT 5")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !user_names.is_empty() {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let count = u64::try_from(count).unwrap_or(0);
+            let mut names = user_names.join(", ");
+            if count > user_names.len() as u64 {
+                names.push_str(", …");
+            }
+            return Err(StoreError::TenantHasUsers {
+                name: name.to_string(),
+                count,
+                names,
+            });
+        }
         if entries > 0 && !with_entries {
             return Err(StoreError::TenantHasEntries {
                 name: name.to_string(),
@@ -418,6 +445,281 @@ impl Ops {
                 })
             })
             .collect()
+    }
+
+    pub(crate) async fn add_user(
+        &self,
+        name: &UserName,
+        role: Role,
+        tenant: Option<&TenantName>,
+        actor: &Actor,
+    ) -> Result<(User, OneTimePassword), StoreError> {
+        role.check_tenant(tenant)?;
+        // The slow hash is made before the write lock is taken, not while holding it.
+        let password = users::generate_password()?;
+        let clear = password.as_str().to_string();
+        let hash = users::blocking(move || users::hash_password(&clear)).await??;
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await?;
+        if u64::try_from(count).unwrap_or(u64::MAX) >= users::MAX_USERS {
+            return Err(StoreError::TooManyUsers);
+        }
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::UserExists {
+                name: name.to_string(),
+            });
+        }
+        let tenant_id = match tenant {
+            Some(t) => scope_tenant_id(&mut tx, &Scope::Tenant(t.clone())).await?,
+            None => None,
+        };
+        let at = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, role, tenant_id, password_hash, must_change_password, \
+             created_at, created_by) VALUES ($1, $2, $3, $4, TRUE, $5, $6) RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(role.as_str())
+        .bind(tenant_id)
+        .bind(&hash)
+        .bind(at)
+        .bind(actor.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let user = User {
+            id: UserId(id),
+            name: name.clone(),
+            role,
+            tenant: tenant.cloned(),
+            must_change_password: true,
+            disabled: false,
+            locked_until: None,
+            created_at: at,
+            created_by: actor.to_string(),
+        };
+        let after = audit_json(&user, "the user's audit record")?;
+        audit_account(&mut tx, at, actor, "add", "user", id, None, Some(after)).await?;
+        tx.commit().await?;
+        Ok((user, password))
+    }
+
+    pub(crate) async fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<User, AuthError> {
+        // Refusals that need no lookup say nothing about who exists: such names cannot.
+        if password.len() > users::MAX_PASSWORD_BYTES {
+            return Err(AuthError::Denied(DenyReason::WrongPassword));
+        }
+        let Ok(name) = UserName::parse(name) else {
+            return Err(AuthError::Denied(DenyReason::UnknownUser));
+        };
+        let sql = format!("SELECT u.password_hash, {USER_COLUMNS} WHERE u.name = $1");
+        let row: Option<UserSecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        // One Argon2 verification whether the user exists or not (against a dummy hash of the
+        // same cost when it does not), and every other check after it.
+        let (hash, row) = match row {
+            Some(r) => (Some(r.password_hash), Some(r.user)),
+            None => (None, None),
+        };
+        let clear = password.as_bytes().to_vec();
+        let matches =
+            users::blocking(move || users::verify_password(&clear, hash.as_deref())).await?;
+        let Some(row) = row else {
+            return Err(AuthError::Denied(DenyReason::UnknownUser));
+        };
+        let id = row.id;
+        let matches = matches.map_err(|reason| StoreError::Corrupt {
+            table: "users",
+            id,
+            reason: format!("password_hash: {reason}"),
+        })?;
+        let user = row.into_user()?;
+        if !matches {
+            return Err(AuthError::Denied(DenyReason::WrongPassword));
+        }
+        if user.disabled {
+            return Err(AuthError::Denied(DenyReason::Disabled));
+        }
+        if user.locked_until.is_some_and(|t| t > Utc::now()) {
+            return Err(AuthError::Denied(DenyReason::Locked));
+        }
+        Ok(user)
+    }
+
+    pub(crate) async fn add_token(
+        &self,
+        user: &UserName,
+        label: Option<&TokenLabel>,
+        actor: &Actor,
+    ) -> Result<(TokenInfo, ApiToken), StoreError> {
+        let (token, hash) = users::generate_token()?;
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let user_id = user_id(&mut tx, user).await?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if u64::try_from(active).unwrap_or(u64::MAX) >= users::MAX_ACTIVE_TOKENS {
+            return Err(StoreError::TooManyTokens {
+                user: user.to_string(),
+            });
+        }
+        let at = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (user_id, label, token_hash, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(label.map(TokenLabel::as_str))
+        .bind(&hash[..])
+        .bind(at)
+        .bind(actor.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let info = TokenInfo {
+            id: TokenId(id),
+            user: user.clone(),
+            label: label.cloned(),
+            created_at: at,
+            created_by: actor.to_string(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let after = audit_json(&info, "the token's audit record")?;
+        audit_account(&mut tx, at, actor, "add", "token", id, None, Some(after)).await?;
+        tx.commit().await?;
+        Ok((info, token))
+    }
+
+    pub(crate) async fn authenticate_token(&self, token: &str) -> Result<User, AuthError> {
+        let Some(hash) = users::token_hash(token) else {
+            return Err(AuthError::Denied(DenyReason::MalformedToken));
+        };
+        let sql = format!(
+            "SELECT k.id AS token_id, k.last_used_at, k.revoked_at, {USER_COLUMNS} \
+             JOIN api_tokens k ON k.user_id = u.id WHERE k.token_hash = $1"
+        );
+        let row: Option<TokenAuthRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Err(AuthError::Denied(DenyReason::UnknownToken));
+        };
+        if row.revoked_at.is_some() {
+            return Err(AuthError::Denied(DenyReason::RevokedToken));
+        }
+        let user = row.user.into_user()?;
+        if user.disabled {
+            return Err(AuthError::Denied(DenyReason::Disabled));
+        }
+        // One write a minute per token at most; a write lock held elsewhere (an import) does
+        // not refuse the caller, the time is written at a later use.
+        let at = now();
+        if row
+            .last_used_at
+            .is_none_or(|t| at - t >= users::LAST_USED_RESOLUTION)
+        {
+            let written = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(row.token_id)
+                .execute(&self.pool)
+                .await;
+            match written.map_err(StoreError::from) {
+                Ok(_) | Err(StoreError::Busy { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(user)
+    }
+
+    pub(crate) async fn revoke_token(
+        &self,
+        id: TokenId,
+        actor: &Actor,
+    ) -> Result<TokenInfo, StoreError> {
+        let mut tx = dialect::begin_write(&self.pool).await?;
+        let sql = format!("{TOKEN_SELECT} WHERE k.id = $1");
+        let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = row.ok_or(StoreError::TokenNotFound { id })?.into_info()?;
+        if let Some(at) = before.revoked_at {
+            return Err(StoreError::TokenAlreadyRevoked { id, at });
+        }
+        let at = now();
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        let after = TokenInfo {
+            revoked_at: Some(at),
+            ..before.clone()
+        };
+        let before_json = audit_json(&before, "the token's audit record")?;
+        let after_json = audit_json(&after, "the token's audit record")?;
+        audit_account(
+            &mut tx,
+            at,
+            actor,
+            "revoke",
+            "token",
+            id.0,
+            Some(before_json),
+            Some(after_json),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    pub(crate) async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} ORDER BY u.name");
+        let rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    pub(crate) async fn list_tokens(
+        &self,
+        user: Option<&UserName>,
+    ) -> Result<Vec<TokenInfo>, StoreError> {
+        // One read transaction: the user is looked up in the state its tokens are read from.
+        let mut tx = dialect::begin_read(&self.pool).await?;
+        let rows: Vec<TokenRow> = match user {
+            Some(name) => {
+                let id = user_id(&mut tx, name).await?;
+                let sql = format!("{TOKEN_SELECT} WHERE k.user_id = $1 ORDER BY k.id");
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            None => {
+                let sql = format!("{TOKEN_SELECT} ORDER BY k.id");
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
+        tx.rollback().await?;
+        rows.into_iter().map(TokenRow::into_info).collect()
     }
 
     pub(crate) async fn entry(&self, id: EntryId) -> Result<Entry, StoreError> {
@@ -733,6 +1035,166 @@ impl Ops {
             revision,
         })
     }
+}
+
+/// `… FROM users u LEFT JOIN tenants t …`: the columns of a [`UserRow`], for `SELECT`.
+const USER_COLUMNS: &str = "u.id, u.name, u.role, t.name AS tenant, u.must_change_password, \
+     u.disabled, u.locked_until, u.created_at, u.created_by \
+     FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
+
+/// A stored user, not yet validated.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    name: String,
+    role: String,
+    tenant: Option<String>,
+    must_change_password: bool,
+    disabled: bool,
+    locked_until: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    created_by: String,
+}
+
+impl UserRow {
+    /// The user, its stored text validated again ([`StoreError::Corrupt`] if it does not).
+    fn into_user(self) -> Result<User, StoreError> {
+        let id = self.id;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            table: "users",
+            id,
+            reason,
+        };
+        let name = UserName::parse(&self.name).map_err(|e| corrupt(e.to_string()))?;
+        if name.as_str() != self.name {
+            return Err(corrupt(format!("name `{}` is not normalised", name)));
+        }
+        let role: Role = self
+            .role
+            .parse()
+            .map_err(|e: StoreError| corrupt(e.to_string()))?;
+        let tenant = self
+            .tenant
+            .as_deref()
+            .map(TenantName::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?;
+        role.check_tenant(tenant.as_ref())
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(User {
+            id: UserId(id),
+            name,
+            role,
+            tenant,
+            must_change_password: self.must_change_password,
+            disabled: self.disabled,
+            locked_until: self.locked_until,
+            created_at: self.created_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+/// A user and its password hash.
+#[derive(sqlx::FromRow)]
+struct UserSecretRow {
+    password_hash: String,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+/// A token found by its hash, with its user.
+#[derive(sqlx::FromRow)]
+struct TokenAuthRow {
+    token_id: i64,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+/// `SELECT` of a [`TokenRow`]; the caller appends the condition.
+const TOKEN_SELECT: &str = "SELECT k.id, u.name AS user_name, k.label, k.created_at, \
+     k.created_by, k.last_used_at, k.revoked_at FROM api_tokens k JOIN users u ON u.id = k.user_id";
+
+/// A stored token (never its hash), not yet validated.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    user_name: String,
+    label: Option<String>,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRow {
+    fn into_info(self) -> Result<TokenInfo, StoreError> {
+        let id = self.id;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            table: "api_tokens",
+            id,
+            reason,
+        };
+        Ok(TokenInfo {
+            id: TokenId(id),
+            user: UserName::parse(&self.user_name).map_err(|e| corrupt(e.to_string()))?,
+            label: self
+                .label
+                .as_deref()
+                .map(TokenLabel::parse)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            created_at: self.created_at,
+            created_by: self.created_by,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+/// A user's id; [`StoreError::UserNotFound`] if there is none by that name.
+async fn user_id(conn: &mut Conn, name: &UserName) -> Result<i64, StoreError> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    id.ok_or_else(|| StoreError::UserNotFound {
+        name: name.to_string(),
+    })
+}
+
+fn audit_json(value: &impl serde::Serialize, what: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// Write the audit row of a change to a user or token (`object`): those belong to no revision.
+#[allow(clippy::too_many_arguments)]
+async fn audit_account(
+    conn: &mut Conn,
+    at: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    object: &str,
+    object_id: i64,
+    before: Option<String>,
+    after: Option<String>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (revision_id, at, actor, action, object, object_id, before, after) \
+         VALUES (NULL, $1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(at)
+    .bind(actor.as_str())
+    .bind(action)
+    .bind(object)
+    .bind(object_id)
+    .bind(before)
+    .bind(after)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// For every entry that took effect in `batch` (matched and applied): in how many records, and

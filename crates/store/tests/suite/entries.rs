@@ -282,7 +282,7 @@ pub async fn revisions_and_audit<B: Backend>(b: &B) {
             remove.actor.as_str(),
             remove.action.as_str()
         ),
-        (3, "carol", "remove")
+        (Some(3), "carol", "remove")
     );
     assert_eq!(
         (remove.object.as_str(), remove.object_id),
@@ -299,10 +299,10 @@ pub async fn revisions_and_audit<B: Backend>(b: &B) {
     assert_eq!(after["comment"], serde_json::Value::Null);
     assert_eq!(after["created_by"], "bob");
     assert!(add.before.is_none());
-    assert_eq!((add.revision, add.action.as_str()), (2, "add"));
+    assert_eq!((add.revision, add.action.as_str()), (Some(2), "add"));
     assert_eq!(
         (tenant_add.revision, tenant_add.object.as_str()),
-        (1, "tenant")
+        (Some(1), "tenant")
     );
     assert!(tenant_add.at <= add.at && add.at <= remove.at);
     assert_eq!(store.audit(1).await.unwrap(), vec![remove.clone()]);

@@ -55,7 +55,7 @@ pub async fn import_text_merge_counts_duplicates<B: Backend>(b: &B) {
     let audit = store.audit(100).await.unwrap();
     let import_rows: Vec<_> = audit
         .iter()
-        .filter(|a| a.revision == report.revision)
+        .filter(|a| a.revision == Some(report.revision))
         .collect();
     assert_eq!(import_rows.len(), 4);
     assert!(
@@ -219,7 +219,7 @@ pub async fn import_replace_swaps_the_family_only<B: Backend>(b: &B) {
     let audit = store.audit(100).await.unwrap();
     let rows: Vec<_> = audit
         .iter()
-        .filter(|a| a.revision == report.revision)
+        .filter(|a| a.revision == Some(report.revision))
         .collect();
     assert_eq!(rows.iter().filter(|a| a.action == "remove").count(), 2);
     assert_eq!(rows.iter().filter(|a| a.action == "add").count(), 3);
@@ -431,7 +431,7 @@ pub async fn an_import_audits_exactly_the_rows_it_inserted<B: Backend>(b: &B) {
     let audit = store.audit(20_000).await.unwrap();
     let mut audited: Vec<i64> = audit
         .iter()
-        .filter(|a| a.revision == report.revision)
+        .filter(|a| a.revision == Some(report.revision))
         .map(|a| {
             assert_eq!((a.action.as_str(), a.actor.as_str()), ("add", "importer"));
             a.object_id.unwrap()

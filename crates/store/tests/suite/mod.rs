@@ -8,6 +8,7 @@ pub mod export;
 pub mod history;
 pub mod imports;
 pub mod tenants;
+pub mod users;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -107,7 +107,7 @@ pub async fn tenant_domains_are_added_and_removed<B: Backend>(b: &B) {
             audit.actor.as_str(),
             audit.revision
         ),
-        ("update", "tenant", "bob", before + 1)
+        ("update", "tenant", "bob", Some(before + 1))
     );
     assert_eq!(
         audit.before.as_ref().unwrap()["domains"],
@@ -251,7 +251,7 @@ pub async fn a_tenant_with_entries_is_removed_only_together_with_them<B: Backend
         .await
         .unwrap()
         .into_iter()
-        .filter(|a| a.revision == removed.revision)
+        .filter(|a| a.revision == Some(removed.revision))
         .collect();
     assert_eq!(audit.len(), 3, "{audit:#?}");
     assert!(
