@@ -1,5 +1,6 @@
-//! The HTTP listener: `GET /healthz` and `GET /metrics` (no authentication; DESIGN §5.4). The
-//! API and the admin UI join them in a later release.
+//! The HTTP listener: `GET /healthz` and `GET /metrics` (no authentication; DESIGN §5.4), and
+//! the JSON API under `/api/v1` ([`crate::api`]; bearer tokens). The admin UI joins them in a
+//! later release.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde::Serialize;
 
+use crate::api::ApiState;
 use crate::reload::Shared;
 
 /// The health report.
@@ -25,12 +27,13 @@ pub struct Health {
     pub store: &'static str,
 }
 
-/// The routes, over the server's shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The routes: health and metrics over the server's shared state, the API over its own.
+pub fn router(shared: Arc<Shared>, api: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(shared)
+        .merge(crate::api::router(api))
 }
 
 /// The health of a node: it decides whenever it runs (with the last snapshot, or none), so this

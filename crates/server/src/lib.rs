@@ -21,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod evaluate;
 pub mod history;

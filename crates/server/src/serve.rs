@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::ApiState;
 use crate::config::Config;
 use crate::history::{self, History, HistorySettings};
 use crate::reload::{self, Shared, StoreSource};
@@ -142,6 +143,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     } else {
         History::disabled()
     };
+    // The API opens its own store, like the history writer: it answers 503 while it cannot.
+    let api = Arc::new(ApiState::new(source.clone()));
     let shared = Arc::new(Shared::new(snapshot, history));
     if loaded_from_store {
         shared.confirm();
@@ -167,7 +170,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         watcher.clone(),
     )));
     let mut http_shutdown = watcher.clone();
-    let router = http::router(Arc::clone(&shared));
+    let router = http::router(Arc::clone(&shared), Arc::clone(&api));
     tasks.push(tokio::spawn(async move {
         let stop = async move {
             while !*http_shutdown.borrow() {
@@ -182,6 +185,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         {
             tracing::error!(error = %e, "http listener failed");
         }
+        api.close().await;
     }));
     tracing::info!(
         policy = %policy_addr,
