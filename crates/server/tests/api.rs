@@ -825,9 +825,20 @@ async fn no_bad_and_revoked_tokens_get_the_same_401_and_health_needs_none() {
     assert_eq!(answers.len(), 1, "{answers:?}");
     let r: Value = serde_json::from_str(&answers[0]).unwrap();
     assert_eq!(r["error"]["code"], "unauthorized");
-    // Basic credentials are not a token.
-    let r = call(addr, "GET", "/api/v1/tenants", None, None).await;
-    assert_eq!(r.status, 401);
+    // Other paths and methods: the error shape too.
+    let r = call(addr, "GET", "/api/v1/nothing/here", Some(&env.admin), None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "not_found");
+    let r = call(
+        addr,
+        "PUT",
+        "/api/v1/entries",
+        Some(&env.admin),
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "method_not_allowed");
     // Health and metrics stay open.
     assert_eq!(call(addr, "GET", "/healthz", None, None).await.status, 200);
     let m = call(addr, "GET", "/metrics", None, None).await;

@@ -59,6 +59,15 @@ impl ApiError {
         ApiError::not_found(format!("no entry {id}"))
     }
 
+    /// 405: the path exists, the method does not.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take this method",
+        )
+    }
+
     /// 422 with every problem found.
     pub fn invalid(details: Vec<String>) -> ApiError {
         ApiError {

@@ -27,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{MethodRouter, on};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
@@ -172,32 +172,40 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     }
 }
 
-/// The API's routes, built from [`ROUTES`], with the body cap.
+/// The API's routes, built from [`ROUTES`], with the body cap; any other path under `/api/v1`
+/// is a 404 and any other method a 405, both in the error shape.
 pub fn router(state: Arc<ApiState>) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
-        router = router.route(route.path, method_router(route));
+        let Ok(filter) = MethodFilter::try_from(route.method.clone()) else {
+            tracing::error!(method = %route.method, path = route.path, "api: a route with a method axum cannot route is left out");
+            continue;
+        };
+        router = router.route(route.path, method_router(filter, route.endpoint));
     }
     router
+        .route("/api/v1/{*rest}", any(no_route))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-fn method_router(route: &Route) -> MethodRouter<Arc<ApiState>> {
-    let filter = match route.method {
-        Method::GET => axum::routing::MethodFilter::GET,
-        Method::POST => axum::routing::MethodFilter::POST,
-        Method::DELETE => axum::routing::MethodFilter::DELETE,
-        Method::PATCH => axum::routing::MethodFilter::PATCH,
-        _ => axum::routing::MethodFilter::PUT,
-    };
-    match route.endpoint {
+fn method_router(filter: MethodFilter, endpoint: Endpoint) -> MethodRouter<Arc<ApiState>> {
+    match endpoint {
         Endpoint::ListEntries => on(filter, list_entries),
         Endpoint::AddEntry => on(filter, add_entry),
         Endpoint::ShowEntry => on(filter, show_entry),
         Endpoint::RemoveEntry => on(filter, remove_entry),
         Endpoint::ListTenants => on(filter, list_tenants),
     }
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such API route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
 }
 
 /// The answer for a refusal about a tenant's scope.
@@ -526,4 +534,26 @@ async fn list_tenants(caller: Caller) -> Result<Json<serde_json::Value>, ApiErro
         .map(|t| serde_json::json!({ "name": t.name, "domains": t.domains }))
         .collect();
     Ok(Json(serde_json::json!({ "tenants": tenants })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_a_method_axum_routes_and_is_listed_once() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(
+                MethodFilter::try_from(route.method.clone()).is_ok(),
+                "{route:?}"
+            );
+            assert!(route.path.starts_with("/api/v1/"), "{route:?}");
+            assert!(
+                !ROUTES[..i]
+                    .iter()
+                    .any(|r| r.method == route.method && r.path == route.path),
+                "{route:?} twice"
+            );
+        }
+    }
 }
