@@ -706,8 +706,8 @@ pub async fn users_and_active_tokens_are_capped<B: Backend>(b: &B) {
 }
 
 /// A refusal of an unknown user costs one Argon2 verification like a wrong password does, so
-/// its time does not tell who exists. (Measured loosely: without the dummy verification an
-/// unknown user is refused a hundred times faster.)
+/// its time does not tell who exists. (Measured loosely, within a factor of 4: without the
+/// dummy verification an unknown user is refused a hundred times faster.)
 pub async fn an_unknown_user_costs_as_much_to_refuse_as_a_wrong_password<B: Backend>(b: &B) {
     let db = b.fresh();
     let store = open(&db).await;
@@ -715,19 +715,20 @@ pub async fn an_unknown_user_costs_as_much_to_refuse_as_a_wrong_password<B: Back
         .add_user(&user("alice"), Role::Admin, None, &actor("root"))
         .await
         .unwrap();
-    async fn fastest(store: &Store, name: &str) -> Duration {
-        let mut best = Duration::MAX;
-        for _ in 0..5 {
-            let started = Instant::now();
-            assert!(store.verify_password(name, "wrong password").await.is_err());
-            best = best.min(started.elapsed());
-        }
-        best
+    // Interleaved, so that load from tests running beside this one falls on both alike; the
+    // fastest of seven each.
+    async fn once(store: &Store, name: &str) -> Duration {
+        let started = Instant::now();
+        assert!(store.verify_password(name, "wrong password").await.is_err());
+        started.elapsed()
     }
-    let known = fastest(&store, "alice").await;
-    let unknown = fastest(&store, "mallory").await;
+    let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..7 {
+        known = known.min(once(&store, "alice").await);
+        unknown = unknown.min(once(&store, "mallory").await);
+    }
     assert!(
-        unknown * 3 >= known && known * 3 >= unknown,
+        unknown * 4 >= known && known * 4 >= unknown,
         "wrong password {known:?}, unknown user {unknown:?}"
     );
     store.close().await;
