@@ -10,7 +10,7 @@ use std::time::Duration;
 use allowgate_server::api::ROUTES;
 use allowgate_server::config::Config;
 use allowgate_server::serve::{self, Running};
-use allowgate_store::{EntryFilter, Role, Store, UserName};
+use allowgate_store::{EntryFilter, HistoryFilter, HistoryRecord, Role, Store, UserName};
 use allowgate_types::{Actor, Domain, Entry, EntryKind, EntrySpec, List, TenantName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -262,12 +262,42 @@ impl Env {
             .unwrap()
     }
 
-    /// Everything an API request could change: the entries and the revision.
-    async fn state(&self) -> (Vec<Entry>, i64) {
+    /// Everything an API request could change: the entries, the revision, the audit and the
+    /// history.
+    async fn state(&self) -> (Vec<Entry>, i64, usize, usize) {
+        let all = HistoryFilter {
+            limit: 10_000,
+            ..Default::default()
+        };
         (
             self.store.entries(&EntryFilter::default()).await.unwrap(),
             self.store.revision().await.unwrap(),
+            self.store.audit(10_000).await.unwrap().len(),
+            self.store.history(&all).await.unwrap().len(),
         )
+    }
+
+    /// Record one decision for `tenant` (`None`: no tenant, or several) directly in the store.
+    async fn record(&self, tenant: Option<&str>, sender: &str, ip: &str, status: &str, time: &str) {
+        let record = HistoryRecord {
+            time: time.parse().unwrap(),
+            node: "gw1".into(),
+            queue_id: None,
+            tenant: tenant.map(Into::into),
+            client_ip: ip.into(),
+            sender: Some(sender.into()),
+            sender_source: Some("MAIL FROM".into()),
+            recipients: vec![format!("bob@{}.test", tenant.unwrap_or("other"))],
+            status: status.into(),
+            action: "accept".into(),
+            stage: "message".into(),
+            bypassed: vec![],
+            matched: vec![],
+            checks: Default::default(),
+            reason: "Pass".into(),
+            revision: 1,
+        };
+        self.store.record_history(&[record]).await.unwrap();
     }
 }
 
@@ -315,6 +345,8 @@ fn expected(method: &str, path: &str, who: Who, target: Target) -> Option<u16> {
             target != Target::Unnamed
         }
         ("GET", "/api/v1/tenants") => target == Target::Unnamed,
+        // `global` is no tenant: nothing to name.
+        ("GET", "/api/v1/history") | ("POST", "/api/v1/evaluate") => target != Target::Global,
         _ => panic!("no expectation for route {method} {path}: add it to `expected`"),
     };
     if !applies {
@@ -342,6 +374,16 @@ fn expected(method: &str, path: &str, who: Who, target: Target) -> Option<u16> {
             }
         }
         ("GET", "/api/v1/tenants") => 200,
+        // History: the admin and a viewer of all filter by any tenant (one that does not
+        // exist has no records); a confined user sees its own tenant, another is missing.
+        // Evaluation: recipients of its own tenant only (none: the global entries only).
+        ("GET", "/api/v1/history") | ("POST", "/api/v1/evaluate") => match (who, target) {
+            (Who::Admin, _)
+            | (_, Target::Unnamed)
+            | (Who::AdminA | Who::ViewerA, Target::A)
+            | (Who::AdminB, Target::B) => 200,
+            _ => 404,
+        },
         _ => unreachable!(),
     })
 }
@@ -355,6 +397,17 @@ async fn tenant_isolation_matrix_over_every_route() {
     let global = env.add("global", "192.0.2.1").await;
     let alpha = env.add("alpha", "192.0.2.2").await;
     let bravo = env.add("bravo", "192.0.2.3").await;
+    // One history record per tenant, and one of none.
+    for t in [Some("alpha"), Some("bravo"), None] {
+        env.record(
+            t,
+            "a@x.example",
+            "192.0.2.2",
+            "pass",
+            "2026-11-30T08:00:00Z",
+        )
+        .await;
+    }
     let fixed = |target: Target| match target {
         Target::Global => global.id.0,
         Target::A => alpha.id.0,
@@ -388,6 +441,15 @@ async fn tenant_isolation_matrix_over_every_route() {
                 let mut path = route.path.replace("{id}", &id.to_string());
                 let mut body = None;
                 match (method, scope_name(target)) {
+                    ("GET", Some(s)) if route.path == "/api/v1/history" => {
+                        path.push_str(&format!("?tenant={s}"));
+                    }
+                    ("POST", name) if route.path == "/api/v1/evaluate" => {
+                        let rcpt: Vec<String> =
+                            name.map(|t| format!("bob@{t}.test")).into_iter().collect();
+                        // The client IP every fixed entry's neighbourhood matches.
+                        body = Some(json!({"ip": "192.0.2.2", "rcpt": rcpt}).to_string());
+                    }
                     ("GET", Some(s)) if !route.path.contains("{id}") => {
                         path.push_str(&format!("?scope={s}"));
                     }
@@ -427,6 +489,9 @@ async fn tenant_isolation_matrix_over_every_route() {
                     assert_eq!(env.state().await, before, "{method} {path} as {who:?}");
                 } else {
                     check_visible(&reply.body, who);
+                    if route.path == "/api/v1/evaluate" {
+                        assert_eq!(env.state().await, before, "a dry run writes nothing");
+                    }
                 }
                 // Put things back: what a POST added, what a DELETE did not remove.
                 if method == "POST" && reply.status == 201 {
@@ -466,6 +531,19 @@ fn check_visible(body: &Value, who: Who) {
         entries.iter().filter_map(|e| e["scope"].as_str()).collect()
     } else if let Some(tenants) = body["tenants"].as_array() {
         tenants.iter().filter_map(|t| t["name"].as_str()).collect()
+    } else if let Some(records) = body["records"].as_array() {
+        // A record of no tenant (or of several) is shown to unconfined callers only.
+        for r in records {
+            if r["tenant"].is_null() {
+                assert_eq!(who, Who::Admin, "{who:?} was shown a record of no tenant");
+            }
+        }
+        records
+            .iter()
+            .filter_map(|r| r["tenant"].as_str())
+            .collect()
+    } else if let Some(matched) = body["matched"].as_array() {
+        matched.iter().filter_map(|m| m["scope"].as_str()).collect()
     } else {
         body["scope"].as_str().into_iter().collect()
     };
@@ -873,5 +951,237 @@ async fn without_a_store_the_api_answers_503_and_health_stays_up() {
     assert_eq!(r.body["error"]["message"], "internal error");
     assert!(!r.text.contains("missing-folder"), "{}", r.text);
     assert_eq!(call(addr, "GET", "/healthz", None, None).await.status, 200);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_answers_as_the_cli_and_confines_tenants() {
+    let env = env().await;
+    let running = env.start().await;
+    let addr = running.http_addr();
+    env.record(
+        Some("alpha"),
+        "a@partner.example",
+        "192.0.2.7",
+        "pass",
+        "2026-11-01T08:00:00Z",
+    )
+    .await;
+    env.record(
+        Some("bravo"),
+        "b@other.example",
+        "198.51.100.1",
+        "blocked",
+        "2026-11-02T08:00:00Z",
+    )
+    .await;
+    env.record(
+        None,
+        "c@partner.example",
+        "192.0.2.8",
+        "pass",
+        "2026-11-03T08:00:00Z",
+    )
+    .await;
+    let get = async |q: &str, token: Option<&str>| {
+        call(addr, "GET", &format!("/api/v1/history{q}"), token, None).await
+    };
+    let count = |r: &Reply| r.body["records"].as_array().map(Vec::len);
+    // As `history --json`: the store's records, newest first.
+    let r = get("", Some(&env.admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let records = env.store.history(&HistoryFilter::default()).await.unwrap();
+    assert_eq!(r.body, json!({ "records": records }));
+    assert_eq!(count(&r), Some(3));
+    assert_eq!(count(&get("", Some(&env.viewer_all)).await), Some(3));
+    // Filters.
+    for (q, n) in [
+        ("?sender=a@partner.example", 1),
+        ("?sender=partner.example", 2),
+        ("?ip=192.0.2.0/24", 2),
+        ("?status=blocked", 1),
+        ("?tenant=bravo", 1),
+        ("?tenant=nowhere", 0),
+        ("?since=2026-11-02", 2),
+        ("?since=2026-11-02T12:00:00%2B00:00", 1),
+        ("?limit=1", 1),
+    ] {
+        let r = get(q, Some(&env.admin)).await;
+        assert_eq!((r.status, count(&r)), (200, Some(n)), "{q}: {}", r.text);
+    }
+    // Confined: its own tenant only, never the record of no tenant.
+    for token in [&env.admin_a, &env.viewer_a] {
+        for q in ["", "?tenant=alpha", "?sender=partner.example"] {
+            let r = get(q, Some(token)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(count(&r), Some(1), "{q}: {}", r.text);
+            assert_eq!(r.body["records"][0]["tenant"], "alpha");
+        }
+    }
+    // Another tenant: exactly as one that does not exist.
+    let x = get("?tenant=bravo", Some(&env.admin_a)).await;
+    let y = get("?tenant=zulux", Some(&env.admin_a)).await;
+    assert_eq!((x.status, y.status), (404, 404), "{}", x.text);
+    assert_eq!(x.text.replace("bravo", "N"), y.text.replace("zulux", "N"));
+    // Bad filters: 422, the field named.
+    for (q, field) in [
+        ("?ip=nonsense", "ip:"),
+        ("?sender=not%20a%20sender", "sender:"),
+        ("?status=happy", "status:"),
+        ("?tenant=Not%20A%20Name", "tenant:"),
+        ("?since=yesterday", "since:"),
+        ("?limit=0", "limit:"),
+        ("?limit=lots", "limit:"),
+        ("?colour=red", "colour:"),
+        ("?ip=192.0.2.1&ip=192.0.2.2", "ip:"),
+    ] {
+        let r = get(q, Some(&env.admin)).await;
+        assert_eq!(r.status, 422, "{q}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], "invalid_input");
+        let details = r.body["error"]["details"].as_array().unwrap();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.as_str().unwrap().starts_with(field)),
+            "{q}: {}",
+            r.text
+        );
+    }
+    // Several problems at once: each one.
+    let r = get("?since=soon&limit=x&colour=red", Some(&env.admin)).await;
+    assert_eq!(
+        r.body["error"]["details"].as_array().unwrap().len(),
+        3,
+        "{}",
+        r.text
+    );
+    // No token.
+    let r = get("", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["code"], "unauthorized");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_answers_as_check_and_writes_nothing() {
+    let env = env().await;
+    let alpha = env.add("alpha", "192.0.2.2").await;
+    env.add("bravo", "192.0.2.3").await;
+    let running = env.start().await;
+    let addr = running.http_addr();
+    let post = async |body: &[u8], token: Option<&str>| {
+        call(addr, "POST", "/api/v1/evaluate", token, Some(body)).await
+    };
+    let before = env.state().await;
+
+    // The verdict `check --json` prints: the same request, evaluated against the policy
+    // loaded from the store as `check` loads it.
+    let body = json!({
+        "ip": "192.0.2.2", "helo": "mx.partner.example", "host": "mx.partner.example",
+        "mail_from": "alice@partner.example", "rcpt": ["bob@alpha.test"],
+        "message": "From: alice@partner.example\r\nSubject: hi\r\n\r\nhello\r\n",
+        "at": "2026-06-01T00:00:00Z",
+    });
+    let r = post(body.to_string().as_bytes(), Some(&env.admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let request: allowgate_server::evaluate::EvaluateRequest =
+        serde_json::from_value(body.clone()).unwrap();
+    let loaded =
+        allowgate_server::policy::load(&env.store, &Default::default(), &Default::default())
+            .await
+            .unwrap();
+    let verdict = request
+        .evaluate(&loaded.snapshot, chrono::Utc::now())
+        .unwrap();
+    assert_eq!(r.body, serde_json::to_value(&verdict).unwrap());
+    assert_eq!(r.body["blocked_by"], json!([alpha.id.0]), "{}", r.text);
+    // A viewer may evaluate for its tenant; a tenant-admin too.
+    for token in [&env.viewer_a, &env.admin_a] {
+        let r = post(body.to_string().as_bytes(), Some(token)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    // Confined: every recipient must be at a domain of its own tenant; another tenant's
+    // domain and a domain of none are answered alike.
+    let with_rcpt = |rcpt: Value| json!({"ip": "192.0.2.2", "rcpt": rcpt}).to_string();
+    let x = post(
+        with_rcpt(json!(["bob@bravo.test"])).as_bytes(),
+        Some(&env.admin_a),
+    )
+    .await;
+    let y = post(
+        with_rcpt(json!(["bob@zulux.test"])).as_bytes(),
+        Some(&env.admin_a),
+    )
+    .await;
+    assert_eq!((x.status, y.status), (404, 404), "{}", x.text);
+    assert_eq!(x.body["error"]["code"], "not_found");
+    assert_eq!(x.text.replace("bravo", "N"), y.text.replace("zulux", "N"));
+    let r = post(
+        with_rcpt(json!(["bob@alpha.test", "carol@bravo.test"])).as_bytes(),
+        Some(&env.viewer_a),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // An admin evaluates for anyone.
+    let r = post(
+        with_rcpt(json!(["bob@bravo.test"])).as_bytes(),
+        Some(&env.admin),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Invalid: 422, every field named (as `check` reports them).
+    let r = post(
+        json!({"ip": "192.0.2.300", "mail_from": "nobody", "rcpt": ["ok@alpha.test", "broken"]})
+            .to_string()
+            .as_bytes(),
+        Some(&env.admin),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let details: Vec<&str> = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 3, "{}", r.text);
+    assert!(details[0].starts_with("ip: "), "{details:?}");
+    assert!(details[1].starts_with("mail_from: "), "{details:?}");
+    assert!(details[2].starts_with("rcpt[1]: "), "{details:?}");
+    for bad in [
+        &b"{}"[..],
+        b"{\"ip\": \"192.0.2.1\", \"colour\": 1}",
+        b"{\"ip\": 5}",
+    ] {
+        let r = post(bad, Some(&env.admin)).await;
+        assert_eq!(r.status, 422, "{}", r.text);
+    }
+    let r = post(b"{\"ip\": ", Some(&env.admin)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    // A message over the CLI's 10 MiB in a body under the route's 12 MiB: 422 on `message`.
+    let big = json!({"ip": "192.0.2.1", "message": "x".repeat(10 * 1024 * 1024 + 1)});
+    let r = post(big.to_string().as_bytes(), Some(&env.admin)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.body["error"]["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("message: "),
+        "{}",
+        r.text
+    );
+    // A body over 12 MiB: 413.
+    let huge = json!({"ip": "192.0.2.1", "message": "x".repeat(12 * 1024 * 1024)});
+    let r = post(huge.to_string().as_bytes(), Some(&env.admin)).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "too_large");
+    // Other routes keep the 64 KiB cap (tested with entries above); no token: 401.
+    let r = post(with_rcpt(json!([])).as_bytes(), None).await;
+    assert_eq!(r.status, 401);
+
+    // Nothing was written: no entry, revision, audit row or history record.
+    assert_eq!(env.state().await, before);
     running.shutdown().await;
 }

@@ -8,6 +8,11 @@
 //! | `viewer` of T | T's entries and the global ones | nothing (403) |
 //! | `viewer` without tenant | everything | nothing (403) |
 //!
+//! History and evaluation follow the same line: a user confined to a tenant (a tenant-admin, a
+//! tenant viewer) reads only its own tenant's history records (not those of no tenant or of
+//! several) and evaluates only mail to its own tenant's domains; a viewer may evaluate (a dry
+//! run changes nothing).
+//!
 //! Anything naming a tenant the caller may not see is refused with [`Refusal::Hidden`], which
 //! the API answers exactly as it answers for a tenant or entry that does not exist (404).
 
@@ -63,6 +68,38 @@ pub fn may_write(user: &User, scope: &Scope) -> Result<(), Refusal> {
         (_, Scope::Global) => Err(Refusal::Forbidden),
         (_, Scope::Tenant(t)) if confined_to(user) == Some(t) => Ok(()),
         (_, Scope::Tenant(_)) => Err(Refusal::Hidden),
+    }
+}
+
+/// The tenant filter of a history request by `user` that asked for `requested`: a confined
+/// user's own tenant whatever it asked for (another tenant is [`Refusal::Hidden`]); the
+/// requested one (or none) for the others.
+pub fn history_tenant(
+    user: &User,
+    requested: Option<TenantName>,
+) -> Result<Option<TenantName>, Refusal> {
+    match (confined_to(user), requested) {
+        (None, requested) => Ok(requested),
+        (Some(own), None) => Ok(Some(own.clone())),
+        (Some(own), Some(t)) if *own == t => Ok(Some(t)),
+        (Some(_), Some(_)) => Err(Refusal::Hidden),
+    }
+}
+
+/// Whether `user` may see a history record of `tenant` (`None`: recipients of no tenant or of
+/// several): a confined user only its own tenant's.
+pub fn may_see_record(user: &User, tenant: Option<&str>) -> bool {
+    confined_to(user).is_none_or(|own| tenant == Some(own.as_str()))
+}
+
+/// Whether `user` may evaluate mail to a recipient of `tenant` (`None`: a domain of no
+/// tenant): a confined user only to its own tenant's domains; any other is
+/// [`Refusal::Hidden`], so that another tenant's domain and a domain of none look the same.
+pub fn may_evaluate_for(user: &User, tenant: Option<&TenantName>) -> Result<(), Refusal> {
+    match confined_to(user) {
+        None => Ok(()),
+        Some(own) if tenant == Some(own) => Ok(()),
+        Some(_) => Err(Refusal::Hidden),
     }
 }
 
@@ -135,5 +172,33 @@ mod tests {
             &ta,
             &TenantName::parse("b").unwrap_or_else(|e| panic!("{e}"))
         ));
+    }
+
+    #[test]
+    fn history_and_evaluation_confine_to_the_own_tenant() {
+        let name = |t: &str| TenantName::parse(t).unwrap_or_else(|e| panic!("{e}"));
+        let admin = user(Role::Admin, None);
+        let ta = user(Role::TenantAdmin, Some("a"));
+        let va = user(Role::Viewer, Some("a"));
+        let v = user(Role::Viewer, None);
+        for u in [&admin, &v] {
+            assert_eq!(history_tenant(u, None), Ok(None));
+            assert_eq!(history_tenant(u, Some(name("b"))), Ok(Some(name("b"))));
+            assert!(may_see_record(u, None));
+            assert!(may_see_record(u, Some("b")));
+            assert_eq!(may_evaluate_for(u, None), Ok(()));
+            assert_eq!(may_evaluate_for(u, Some(&name("b"))), Ok(()));
+        }
+        for u in [&ta, &va] {
+            assert_eq!(history_tenant(u, None), Ok(Some(name("a"))));
+            assert_eq!(history_tenant(u, Some(name("a"))), Ok(Some(name("a"))));
+            assert_eq!(history_tenant(u, Some(name("b"))), Err(Refusal::Hidden));
+            assert!(may_see_record(u, Some("a")));
+            assert!(!may_see_record(u, Some("b")));
+            assert!(!may_see_record(u, None));
+            assert_eq!(may_evaluate_for(u, Some(&name("a"))), Ok(()));
+            assert_eq!(may_evaluate_for(u, Some(&name("b"))), Err(Refusal::Hidden));
+            assert_eq!(may_evaluate_for(u, None), Err(Refusal::Hidden));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The JSON API, `/api/v1` (DESIGN §5.4), on the HTTP listener: this slice has entries (list,
-//! add, show, remove) and tenants (list).
+//! add, show, remove), tenants (list), the email history (search) and evaluation (a dry run
+//! of `allowgate check`).
 //!
 //! - **State**: the API opens its own [`Store`] from the configured URL on first use, like the
 //!   history writer; while it cannot, every API request is answered 503 (never a panic).
@@ -16,27 +17,34 @@ pub mod error;
 
 use std::sync::Arc;
 
-use allowgate_store::{EntryFilter, Store, User, entry_to_json};
+use allowgate_core::PolicyConfig;
+use allowgate_store::history::DEFAULT_HISTORY_LIMIT;
+use allowgate_store::{EntryFilter, HistoryFilter, Store, StoreError, User, entry_to_json};
 use allowgate_types::{
-    Actor, CheckSet, Entry, EntryError, EntryId, EntryKind, EntrySpec, List, Scope, parse_time,
+    Actor, CheckSet, Entry, EntryError, EntryId, EntryKind, EntrySpec, List, Scope, TenantName,
+    parse_time,
 };
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
+use crate::evaluate::{EvaluateRequest, InvalidRequest};
 use crate::reload::StoreSource;
 use authz::Refusal;
 pub use error::ApiError;
 
 /// Largest request body, in bytes; 413 beyond.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest body of `POST /api/v1/evaluate`, in bytes: a message of up to 10 MiB (the CLI's cap,
+/// [`crate::evaluate::MAX_MESSAGE_BYTES`]) as a JSON string, and the other fields; 413 beyond.
+pub const EVALUATE_BODY_LIMIT: usize = 12 * 1024 * 1024;
 /// Entries listed when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 /// Most entries one list request returns.
@@ -55,6 +63,10 @@ pub enum Endpoint {
     RemoveEntry,
     /// `GET /api/v1/tenants`
     ListTenants,
+    /// `GET /api/v1/history`
+    History,
+    /// `POST /api/v1/evaluate`
+    Evaluate,
 }
 
 /// One route of the API.
@@ -96,6 +108,16 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/tenants",
         endpoint: Endpoint::ListTenants,
     },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/history",
+        endpoint: Endpoint::History,
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/evaluate",
+        endpoint: Endpoint::Evaluate,
+    },
 ];
 
 /// The API's state: where its store comes from, and the store once open.
@@ -103,6 +125,9 @@ pub const ROUTES: &[Route] = &[
 pub struct ApiState {
     source: StoreSource,
     store: OnceCell<Store>,
+    /// One evaluation compiles the whole policy: one at a time, so that concurrent requests
+    /// queue instead of multiplying the work.
+    evaluations: Semaphore,
 }
 
 impl ApiState {
@@ -111,6 +136,7 @@ impl ApiState {
         ApiState {
             source,
             store: OnceCell::new(),
+            evaluations: Semaphore::new(1),
         }
     }
 
@@ -197,6 +223,11 @@ fn method_router(filter: MethodFilter, endpoint: Endpoint) -> MethodRouter<Arc<A
         Endpoint::ShowEntry => on(filter, show_entry),
         Endpoint::RemoveEntry => on(filter, remove_entry),
         Endpoint::ListTenants => on(filter, list_tenants),
+        Endpoint::History => on(filter, history),
+        // The one route with a larger body cap (this layer is inside the router's own).
+        Endpoint::Evaluate => {
+            on(filter, evaluate).layer(DefaultBodyLimit::max(EVALUATE_BODY_LIMIT))
+        }
     }
 }
 
@@ -355,9 +386,17 @@ enum Checks {
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
+    json_body_up_to(body, BODY_LIMIT)
+}
+
+/// [`json_body`] for a route whose cap is `limit`.
+fn json_body_up_to<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(BODY_LIMIT)
+            ApiError::too_large(limit)
         } else {
             ApiError::bad_request("the request body cannot be read")
         }
@@ -534,6 +573,121 @@ async fn list_tenants(caller: Caller) -> Result<Json<serde_json::Value>, ApiErro
         .map(|t| serde_json::json!({ "name": t.name, "domains": t.domains }))
         .collect();
     Ok(Json(serde_json::json!({ "tenants": tenants })))
+}
+
+/// `GET /api/v1/history?sender=&ip=&status=&tenant=&since=&limit=`: as `allowgate history
+/// --json` (`{"records":[…]}`, newest first), filtered as the store filters for the CLI. A user
+/// confined to a tenant sees only that tenant's records: its tenant filter is forced to its own,
+/// and naming another tenant is answered as a tenant that does not exist.
+async fn history(
+    caller: Caller,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut problems = Vec::new();
+    let mut filter = HistoryFilter::default();
+    let mut tenant: Option<TenantName> = None;
+    let mut seen = Vec::new();
+    for (key, value) in &params {
+        if seen.contains(&key.as_str()) {
+            problems.push(format!("{}: given more than once", shown(key)));
+            continue;
+        }
+        match key.as_str() {
+            "sender" => filter.sender = Some(value.clone()),
+            "ip" => filter.ip = Some(value.clone()),
+            "status" => filter.status = Some(value.clone()),
+            "tenant" => match TenantName::parse(value.trim()) {
+                Ok(t) => tenant = Some(t),
+                Err(e) => problems.push(format!("tenant: {e}")),
+            },
+            "since" => match parse_time(value) {
+                Ok(t) => filter.since = Some(t),
+                Err(e) => problems.push(format!("since: {e}")),
+            },
+            "limit" => match value.trim().parse::<u32>() {
+                Ok(n) => filter.limit = n,
+                Err(_) => problems.push(format!(
+                    "limit: `{}` is not a number (1 to {}; default {DEFAULT_HISTORY_LIMIT})",
+                    shown(value),
+                    allowgate_store::history::MAX_HISTORY_LIMIT
+                )),
+            },
+            _ => {
+                problems.push(format!("{}: unknown parameter", shown(key)));
+                continue;
+            }
+        }
+        seen.push(key.as_str());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(problems));
+    }
+    let named = tenant.as_ref().map(|t| t.as_str().to_string());
+    let tenant = authz::history_tenant(&caller.user, tenant)
+        .map_err(|_| ApiError::no_tenant(named.as_deref().unwrap_or_default()))?;
+    filter.tenant = tenant.map(|t| t.as_str().to_string());
+    let records = caller.store.history(&filter).await.map_err(|e| match e {
+        // The filter's fields are the query's parameters.
+        StoreError::InvalidHistoryFilter { field, reason } => {
+            ApiError::invalid(vec![format!("{field}: {reason}")])
+        }
+        other => other.into(),
+    })?;
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|r| authz::may_see_record(&caller.user, r.tenant.as_deref()))
+        .collect();
+    Ok(Json(serde_json::json!({ "records": records })))
+}
+
+/// The 422 for an invalid evaluation request: every field, as `field: reason`.
+fn invalid_request(e: InvalidRequest) -> ApiError {
+    ApiError::invalid(
+        e.0.into_iter()
+            .map(|f| format!("{}: {}", f.field, f.reason))
+            .collect(),
+    )
+}
+
+/// `POST /api/v1/evaluate`: a dry run of `allowgate check` — the same request
+/// ([`EvaluateRequest`], validated and evaluated by [`crate::evaluate`]) against the policy
+/// compiled fresh from the store as `check` compiles it, answering the verdict `check --json`
+/// prints. Nothing is written: no history record, no audit row. A user confined to a tenant
+/// evaluates only mail whose every recipient is at a domain of its own tenant.
+async fn evaluate(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<allowgate_core::Verdict>, ApiError> {
+    let request: EvaluateRequest = json_body_up_to(body, EVALUATE_BODY_LIMIT)?;
+    // Refuse a bad request before reading the whole policy (as `check` does).
+    let (ctx, _) = request
+        .context(chrono::Utc::now())
+        .map_err(invalid_request)?;
+    let _permit = state
+        .evaluations
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    let loaded =
+        crate::policy::load(&caller.store, &PolicyConfig::default(), &Default::default()).await?;
+    for (i, rcpt) in ctx.recipients.iter().enumerate() {
+        let tenant = loaded.snapshot.tenant_of(rcpt.domain());
+        authz::may_evaluate_for(&caller.user, tenant).map_err(|_| {
+            ApiError::not_found(format!(
+                "rcpt[{i}]: no tenant of yours has the domain `{}`",
+                shown(rcpt.domain().as_str())
+            ))
+        })?;
+    }
+    for e in &loaded.unreadable {
+        tracing::warn!(error = %e, "api: evaluate: an entry row is left out");
+    }
+    let verdict = request
+        .evaluate(&loaded.snapshot, chrono::Utc::now())
+        .map_err(invalid_request)?;
+    Ok(Json(verdict))
 }
 
 #[cfg(test)]
