@@ -144,8 +144,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         History::disabled()
     };
     // The API opens its own store, like the history writer: it answers 503 while it cannot.
-    let api = Arc::new(ApiState::new(source.clone()));
     let shared = Arc::new(Shared::new(snapshot, history));
+    let api = Arc::new(ApiState::new(source.clone(), Arc::clone(&shared)));
     if loaded_from_store {
         shared.confirm();
     }

@@ -17,7 +17,7 @@ pub mod error;
 
 use std::sync::Arc;
 
-use allowgate_core::PolicyConfig;
+use crate::reload::Shared;
 use allowgate_store::history::DEFAULT_HISTORY_LIMIT;
 use allowgate_store::{EntryFilter, HistoryFilter, Store, StoreError, User, entry_to_json};
 use allowgate_types::{
@@ -33,7 +33,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 use serde::Deserialize;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 use crate::evaluate::{EvaluateRequest, InvalidRequest};
 use crate::reload::StoreSource;
@@ -125,18 +125,18 @@ pub const ROUTES: &[Route] = &[
 pub struct ApiState {
     source: StoreSource,
     store: OnceCell<Store>,
-    /// One evaluation compiles the whole policy: one at a time, so that concurrent requests
-    /// queue instead of multiplying the work.
-    evaluations: Semaphore,
+    /// The server's state: the snapshot an evaluation runs on is the one this node serves.
+    shared: Arc<Shared>,
 }
 
 impl ApiState {
-    /// A state that opens the store of `source` on first use (and again after a failure).
-    pub fn new(source: StoreSource) -> ApiState {
+    /// A state that opens the store of `source` on first use (and again after a failure), and
+    /// evaluates on the snapshot `shared` serves.
+    pub fn new(source: StoreSource, shared: Arc<Shared>) -> ApiState {
         ApiState {
             source,
             store: OnceCell::new(),
-            evaluations: Semaphore::new(1),
+            shared,
         }
     }
 
@@ -665,15 +665,13 @@ async fn evaluate(
     let (ctx, _) = request
         .context(chrono::Utc::now())
         .map_err(invalid_request)?;
-    let _permit = state
-        .evaluations
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable())?;
-    let loaded =
-        crate::policy::load(&caller.store, &PolicyConfig::default(), &Default::default()).await?;
+    // The snapshot this node serves: the answer is what its policy server and milter decide
+    // now (with the server's policy settings), at the cost of a lookup — no compile, so a
+    // caller cannot make the server rebuild its policy. A change is in it within the reload
+    // interval (250 ms by default).
+    let snapshot = state.shared.snapshot.load_full();
     for (i, rcpt) in ctx.recipients.iter().enumerate() {
-        let tenant = loaded.snapshot.tenant_of(rcpt.domain());
+        let tenant = snapshot.tenant_of(rcpt.domain());
         authz::may_evaluate_for(&caller.user, tenant).map_err(|_| {
             ApiError::not_found(format!(
                 "rcpt[{i}]: no tenant of yours has the domain `{}`",
@@ -681,11 +679,8 @@ async fn evaluate(
             ))
         })?;
     }
-    for e in &loaded.unreadable {
-        tracing::warn!(error = %e, "api: evaluate: an entry row is left out");
-    }
     let verdict = request
-        .evaluate(&loaded.snapshot, chrono::Utc::now())
+        .evaluate(&snapshot, chrono::Utc::now())
         .map_err(invalid_request)?;
     Ok(Json(verdict))
 }
