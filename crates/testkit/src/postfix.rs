@@ -304,18 +304,20 @@ impl Postfix {
     /// The sink directory or one of its files cannot be read.
     pub fn try_delivered(&self) -> Result<Vec<DeliveredMessage>> {
         let sink_dir = self.base.join("sink");
+        let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&sink_dir)
+            .and_then(|d| d.collect::<Result<_, _>>())
+            .map_err(|e| Error::io(format!("reading {}", sink_dir.display()), e))?;
+        // The files smtp-sink still has open, read *after* the listing: a file that appeared
+        // between the two would otherwise count as complete while smtp-sink is still writing
+        // it (a test then saw a message without its last headers).
         let open: Vec<PathBuf> = self
             .sink
             .as_ref()
             .and_then(|child| i32::try_from(child.id()).ok())
             .map(sys::open_files)
             .unwrap_or_default();
-        let entries = std::fs::read_dir(&sink_dir)
-            .map_err(|e| Error::io(format!("reading {}", sink_dir.display()), e))?;
         let mut files: Vec<(SystemTime, PathBuf)> = Vec::new();
         for entry in entries {
-            let entry =
-                entry.map_err(|e| Error::io(format!("reading {}", sink_dir.display()), e))?;
             let path = entry.path();
             if open.contains(&path) {
                 continue;
