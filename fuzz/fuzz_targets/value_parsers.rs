@@ -13,7 +13,8 @@
 //!   address; `sender_domain_of` finds the domain of every address that parses;
 //! - a domain with A-labels (`xn--`) decodes to Unicode without error, and that Unicode form
 //!   parses back to the same domain; `Domain::parse_from_mail` accepts whatever `Domain::parse`
-//!   does, to the same value.
+//!   does, to the same value;
+//! - the store's user names, token labels and roles keep their rules and normalise once.
 #![no_main]
 
 use std::fmt::{Debug, Display};
@@ -48,7 +49,43 @@ fuzz_target!(|data: &[u8]| {
     }
     comment(s);
     time(s);
+    admin_values(s);
 });
+
+/// The store's user names, roles and token labels (`allowgate user add`, `token add`): a name
+/// is 1 to 64 of `a-z 0-9 . _ @ -` starting with a letter or digit and normalises once; a label
+/// keeps no control or direction character; a role is exactly one of its three names (spaces
+/// around it aside).
+fn admin_values(s: &str) {
+    use allowgate_store::{Role, TokenLabel, UserName};
+    if let Ok(name) = UserName::parse(s) {
+        let n = name.as_str();
+        assert!(
+            !n.is_empty() && n.len() <= 64,
+            "UserName::parse({s:?}) = {n:?}"
+        );
+        assert!(
+            n.bytes().all(|b| b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'.' | b'_' | b'@' | b'-')),
+            "UserName::parse({s:?}) = {n:?}"
+        );
+        assert!(n.as_bytes()[0].is_ascii_alphanumeric(), "{n:?}");
+        assert_eq!(UserName::parse(n).ok().as_ref(), Some(&name), "{s:?}");
+    }
+    if let Ok(label) = TokenLabel::parse(s) {
+        let l = label.as_str();
+        assert!(!l.is_empty() && l.chars().count() <= 64, "{s:?}");
+        assert!(
+            !l.chars().any(char::is_control),
+            "TokenLabel::parse({s:?}) = {l:?}"
+        );
+        assert_eq!(TokenLabel::parse(l).ok().as_ref(), Some(&label), "{s:?}");
+    }
+    if let Ok(role) = s.parse::<Role>() {
+        assert_eq!(role.as_str(), s.trim(), "Role::from_str({s:?})");
+    }
+}
 
 /// `parse(s)` succeeded: its display must parse back to the same value and print the same text.
 fn round_trip<T, E>(what: &str, input: &str, parse: impl Fn(&str) -> Result<T, E>) -> Option<T>
