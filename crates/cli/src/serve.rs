@@ -59,13 +59,23 @@ pub fn main(db: Option<String>, args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match allowgate_server::serve::start(&config).await {
+        let mut running = match allowgate_server::serve::start(&config).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::from(1);
             }
         };
+        // Shown once, on the terminal of whoever started the server; never logged.
+        if let Some((name, password)) = running.take_first_admin() {
+            eprintln!(
+                "\nNo user existed: created the admin user `{name}`.\n\
+                 one-time password: {}\n\
+                 It is shown only now (allowgate keeps only a hash of it). More users and API\n\
+                 tokens: `allowgate user add`, `allowgate token add`.\n",
+                password.as_str()
+            );
+        }
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutting down: finishing requests in progress");
         running.shutdown().await;

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allowgate_core::{PolicyConfig, Snapshot};
-use allowgate_store::{Store, StoreOptions};
+use allowgate_store::{OneTimePassword, Role, Store, StoreOptions, UserName};
+use allowgate_types::Actor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -57,6 +58,37 @@ pub struct Running {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    first_admin: Option<(String, OneTimePassword)>,
+}
+
+/// The user `serve` creates on a store that has none, so that the admin API and UI can be
+/// reached at all.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// On a store with no user at all, create [`FIRST_ADMIN`] (role `admin`) and return its
+/// one-time password. `None` when users exist, when another node created one at the same
+/// moment, or when the store cannot say (the next start tries again).
+async fn first_admin(store: &Store) -> Option<(String, OneTimePassword)> {
+    match store.list_users().await {
+        Ok(users) if users.is_empty() => {}
+        Ok(_) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell whether the store has users");
+            return None;
+        }
+    }
+    let name = UserName::parse(FIRST_ADMIN).ok()?;
+    let actor = Actor::parse("serve").ok()?;
+    match store.add_user(&name, Role::Admin, None, &actor).await {
+        Ok((user, password)) => {
+            tracing::info!(user = %user.name, "no user in the store: created the first admin");
+            Some((user.name.to_string(), password))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not create the first admin");
+            None
+        }
+    }
 }
 
 /// A listener on `addr` and the address it got (port 0 picks one).
@@ -114,6 +146,10 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
             tracing::warn!(error = %e, "store unavailable at start-up; retrying in the background");
             None
         }
+    };
+    let first_admin = match &store {
+        Some(s) => first_admin(s).await,
+        None => None,
     };
     let policy_config = config.policy_config();
     let (snapshot, loaded_from_store) = first_snapshot(store.as_ref(), &policy_config).await;
@@ -200,10 +236,17 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         shared,
         shutdown,
         tasks,
+        first_admin,
     })
 }
 
 impl Running {
+    /// The first admin's name and one-time password, when this start created it (a store
+    /// with no user): to be shown once, to the person starting the server, and nowhere else.
+    pub fn take_first_admin(&mut self) -> Option<(String, OneTimePassword)> {
+        self.first_admin.take()
+    }
+
     /// Where the policy server listens.
     pub fn policy_addr(&self) -> SocketAddr {
         self.policy_addr

@@ -603,3 +603,28 @@ async fn history_retention_deletes_old_records_at_start() {
     }
     running.shutdown().await;
 }
+
+/// On a store with no user, the first start creates the admin user and hands its one-time
+/// password over once; a later start, with a user in the store, creates nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_creates_an_admin_once() {
+    use allowgate_store::Role;
+    let env = env().await;
+    assert!(env.store.list_users().await.unwrap().is_empty());
+    let mut running = start(&env, env.config()).await;
+    let (name, password) = running.take_first_admin().expect("no first admin");
+    assert_eq!(name, allowgate_server::serve::FIRST_ADMIN);
+    assert!(running.take_first_admin().is_none(), "handed over twice");
+    running.shutdown().await;
+    let user = env
+        .store
+        .verify_password(&name, password.as_str())
+        .await
+        .unwrap();
+    assert_eq!(user.role, Role::Admin);
+    assert_eq!(user.tenant, None);
+    let mut again = start(&env, env.config()).await;
+    assert!(again.take_first_admin().is_none());
+    again.shutdown().await;
+    assert_eq!(env.store.list_users().await.unwrap().len(), 1);
+}
