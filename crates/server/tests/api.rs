@@ -917,6 +917,7 @@ async fn no_bad_and_revoked_tokens_get_the_same_401_and_health_needs_none() {
     .await;
     assert_eq!(r.status, 405, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"), "{:?}", r.headers);
     // Health and metrics stay open.
     assert_eq!(call(addr, "GET", "/healthz", None, None).await.status, 200);
     let m = call(addr, "GET", "/metrics", None, None).await;

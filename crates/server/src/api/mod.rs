@@ -235,8 +235,26 @@ async fn no_route() -> ApiError {
     ApiError::not_found("no such API route")
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+/// 405 in the error shape, with `Allow` naming the methods the path takes (from [`ROUTES`]).
+async fn method_not_allowed(path: Option<axum::extract::MatchedPath>) -> axum::response::Response {
+    let allow: Vec<&str> = path
+        .map(|p| {
+            ROUTES
+                .iter()
+                .filter(|r| r.path == p.as_str())
+                .map(|r| r.method.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut response = axum::response::IntoResponse::into_response(ApiError::method_not_allowed());
+    if let Ok(value) = axum::http::HeaderValue::from_str(&allow.join(", "))
+        && !allow.is_empty()
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// The answer for a refusal about a tenant's scope.
