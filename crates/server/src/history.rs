@@ -256,7 +256,8 @@ pub fn record(event: &Event, node: &str) -> HistoryRecord {
         record.recipients.truncate(RECORD_RECIPIENTS);
         record.recipients.push(format!("(+{more} more)"));
     }
-    if record.validate().is_err() && record.matched.len() > RECORD_MATCHES {
+    // Validating encodes the record: only when cutting the matches could still help.
+    if record.matched.len() > RECORD_MATCHES && record.validate().is_err() {
         record.matched.truncate(RECORD_MATCHES);
     }
     record

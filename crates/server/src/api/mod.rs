@@ -679,8 +679,9 @@ async fn evaluate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<allowgate_core::Verdict>, ApiError> {
     let request: EvaluateRequest = json_body_up_to(body, EVALUATE_BODY_LIMIT)?;
-    // Refuse a bad request before reading the whole policy (as `check` does).
-    let (ctx, _) = request
+    // Validated (and its message parsed) once; the context serves the tenant check and the
+    // verdict.
+    let (ctx, results) = request
         .context(chrono::Utc::now())
         .map_err(invalid_request)?;
     // The snapshot this node serves: the answer is what its policy server and milter decide
@@ -697,10 +698,8 @@ async fn evaluate(
             ))
         })?;
     }
-    let verdict = request
-        .evaluate(&snapshot, chrono::Utc::now())
-        .map_err(invalid_request)?;
-    Ok(Json(verdict))
+    let found = allowgate_core::exemptions(&snapshot, &ctx);
+    Ok(Json(allowgate_core::decide(&found, &results).verdict()))
 }
 
 #[cfg(test)]
